@@ -1,0 +1,1 @@
+"""Search strategies behind one small interface (see :mod:`controller.base`)."""

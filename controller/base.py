@@ -1,0 +1,119 @@
+"""The one interface every search strategy implements.
+
+Protocol
+--------
+A strategy proposes parameter sets for a :class:`~search_spaces.spec.SearchSpace` and
+learns from their rewards. The job loop drives it:
+
+* ``ask()`` returns a :class:`Proposal` (a fresh ``id`` and validated ``params``),
+  :data:`WAIT` (nothing to propose until more results arrive) or :data:`FINISHED`
+  (the strategy has nothing more to try). Budget is the loop's business, not the
+  strategy's.
+* ``tell(proposal_id, result)`` reports the outcome of an earlier proposal, in any
+  order and at most once each. ``result.reward`` is ``None`` when the trial failed;
+  a failed trial is never a reward of 0.
+* ``get_state()`` returns JSON-able data; ``set_state(state)`` on a fresh instance
+  built with the same space and config restores it exactly, so the next ``ask()``
+  gives the same proposal the original would have given. The loop saves the state
+  in the database after every ask and tell, so a search survives a restart.
+
+A strategy does no I/O and imports no Ray, no SQLAlchemy and no Keras model code.
+
+A complete strategy::
+
+    class FirstLevel(Strategy):
+        '''Proposes the first level of every decision, then stops.'''
+
+        def ask(self):
+            if self.next_id:
+                return FINISHED
+            return self._propose(self.space.from_indices([0] * len(self.space.decisions)))
+
+        def tell(self, proposal_id, result):
+            pass
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+from search_spaces.spec import Params, SearchSpace
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A parameter set to try; ``id`` is unique within one search."""
+
+    id: int
+    params: Params
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of a proposal: its reward (``None`` if the trial failed) and its metrics."""
+
+    reward: float | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.reward is None
+
+
+class _Signal:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: ``ask()`` has nothing to propose until more results come in.
+WAIT = _Signal("WAIT")
+#: ``ask()`` will never propose anything again.
+FINISHED = _Signal("FINISHED")
+
+Ask = Union[Proposal, _Signal]
+
+
+class Strategy(ABC):
+    """Base class: owns the space, a seeded RNG and the proposal counter."""
+
+    #: The name jobs use to pick this strategy.
+    name: ClassVar[str] = ""
+
+    def __init__(self, space: SearchSpace, seed: int | None = None, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{type(self).__name__} takes no options, got {sorted(options)}")
+        self.space = space
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.next_id = 0
+
+    @abstractmethod
+    def ask(self) -> Ask:
+        """A new proposal, WAIT or FINISHED."""
+
+    @abstractmethod
+    def tell(self, proposal_id: int, result: Result) -> None:
+        """Learn from the outcome of proposal ``proposal_id``."""
+
+    def get_state(self) -> dict[str, Any]:
+        """JSON-able state; subclasses extend the dict returned here."""
+        version, internal, gauss = self.rng.getstate()
+        return {"next_id": self.next_id, "rng": [version, list(internal), gauss]}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.next_id = int(state["next_id"])
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
+    def _propose(self, params: Params) -> Proposal:
+        """Validate ``params`` and hand out the next proposal id."""
+        proposal = Proposal(self.next_id, self.space.validate(params))
+        self.next_id += 1
+        return proposal

@@ -1,0 +1,61 @@
+"""Frozen snapshots of stored rows: what the store hands out instead of ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from l2l.states import JobState, TrialState
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    name: str
+    state: JobState
+    #: The job as submitted and normalised: dataset, space, strategy, budget, seed, objective.
+    spec: dict[str, Any]
+    #: The resolved search space (``SearchSpace.to_dict()``).
+    space: dict[str, Any]
+    strategy_state: dict[str, Any] | None
+    owner: str | None
+    lease_expires_at: datetime | None
+    best_trial_id: int | None
+    reason: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        budget: dict[str, Any] = self.spec["budget"]
+        return budget
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    id: int
+    job_id: int
+    #: Position in the job (0, 1, 2, ...), the order the strategy proposed it in.
+    number: int
+    #: The strategy's own id for the proposal, used to tell it the result.
+    proposal_id: int
+    state: TrialState
+    params: dict[str, Any]
+    reward: float | None
+    metrics: dict[str, Any]
+    error: str | None
+    attempts: int
+    told: bool
+    is_best: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    trial_id: int
+    step: int
+    values: dict[str, float]

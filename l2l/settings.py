@@ -1,0 +1,68 @@
+"""One settings object for every process, read from ``L2L_*`` environment variables.
+
+Nested groups use ``__``: ``L2L_CONTROLLER__LEASE_SECONDS=5``. The database URL is
+top level (``L2L_DATABASE_URL``) because it is the one setting every deployment sets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: The address workers use to report back; defaults to http://host:port.
+    public_url: str | None = None
+    #: Upper bounds a job may ask for; larger budgets are refused with a 422.
+    max_trials_per_job: int = 10_000
+    max_concurrency: int = 256
+    max_epochs: int = 1_000
+
+
+class ControllerSettings(BaseModel):
+    #: Seconds between passes of the job loop when nothing happened.
+    poll_seconds: float = 0.25
+    #: A running job whose controller has not renewed its lease for this long is taken over.
+    lease_seconds: float = 30.0
+    #: How often a trial that failed for a retryable reason is tried again.
+    max_retries: int = 2
+    #: This many trials failing in a row stop the job with a clear reason.
+    max_consecutive_failures: int = 5
+
+
+class RaySettings(BaseModel):
+    #: None starts an in-process Ray; "auto" or "ray://host:10001" joins an existing cluster.
+    address: str | None = None
+    #: CPUs the embedded Ray may use (None: all of them).
+    num_cpus: int | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="L2L_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Path(".l2l-data")
+    #: Any SQLAlchemy URL; empty means SQLite in ``data_dir``.
+    database_url: str | None = None
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.resolve() / 'l2l.db'}"
+
+    @property
+    def report_url(self) -> str:
+        return (self.api.public_url or f"http://{self.api.host}:{self.api.port}").rstrip("/")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,37 @@
+"""The states a job and a trial go through, and which moves between them are legal."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TrialState(str, Enum):
+    QUEUED = "queued"  # stored, not yet handed to a worker
+    RUNNING = "running"  # handed to a worker (``attempts`` says how many times)
+    COMPLETED = "completed"  # reported a finite reward
+    FAILED = "failed"  # could not be built, crashed too often, or reported no usable reward
+    CANCELLED = "cancelled"  # its job stopped before it ran
+
+    def is_finished(self) -> bool:
+        return self in _FINISHED_TRIAL_STATES
+
+    def can_become(self, new: TrialState) -> bool:
+        # RUNNING -> RUNNING is a retry: a new attempt with a new token.
+        return not self.is_finished() and new is not TrialState.QUEUED
+
+
+_FINISHED_TRIAL_STATES = frozenset({TrialState.COMPLETED, TrialState.FAILED, TrialState.CANCELLED})
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def is_finished(self) -> bool:
+        return self in _FINISHED_JOB_STATES
+
+
+_FINISHED_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})

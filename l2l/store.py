@@ -1,0 +1,412 @@
+"""The only module that talks to the database.
+
+Every write goes through :meth:`Store._session`, which commits, rolls back on error,
+turns SQLAlchemy errors into :class:`StorageError` and closes. ORM rows never leave
+this module: callers get frozen records (:mod:`l2l.records`).
+
+:meth:`Store.set_trial_state` is the one function that changes a trial's state. It
+locks the row (``FOR UPDATE`` on PostgreSQL; on SQLite every write transaction is
+``BEGIN IMMEDIATE``, which serialises writers) and refuses to touch a finished trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from l2l.models import JobRow, MetricRow, TrialRow, utcnow
+from l2l.records import JobRecord, MetricPoint, TrialRecord
+from l2l.states import JobState, TrialState
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Columns a trial listing may be sorted by.
+TRIAL_SORT_KEYS = {"number": TrialRow.number, "reward": TrialRow.reward}
+
+
+class StorageError(Exception):
+    """The database refused or failed an operation."""
+
+
+class NotFound(StorageError):
+    pass
+
+
+class TrialFinished(StorageError):
+    """A finished trial cannot change; ``trial`` is its stored record."""
+
+    def __init__(self, trial: TrialRecord) -> None:
+        super().__init__(f"trial {trial.id} already finished ({trial.state.value})")
+        self.trial = trial
+
+
+class LeaseLost(StorageError):
+    """Another controller owns the job now; this one must stop driving it."""
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._write_engine = _make_engine(url, immediate=True)
+        # SQLite readers must not take the write lock; elsewhere one engine serves both.
+        self._read_engine = (
+            _make_engine(url, immediate=False) if self._write_engine.dialect.name == "sqlite" else None
+        )
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self._read_engine or self._write_engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self._write_engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to call every start)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self._write_engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self._write_engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+
+    @contextmanager
+    def _session(self, write: bool = True) -> Iterator[Session]:
+        factory = self._write_sessions if write else self._read_sessions
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as error:
+            session.rollback()
+            raise StorageError(f"database error: {error}") from error
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # ----------------------------------------------------------------- jobs
+
+    def create_job(self, name: str, spec: Mapping[str, Any], space: Mapping[str, Any]) -> JobRecord:
+        with self._session() as session:
+            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec), space=dict(space))
+            session.add(row)
+            session.flush()
+            return _job_record(row)
+
+    def get_job(self, job_id: int) -> JobRecord:
+        with self._session(write=False) as session:
+            return _job_record(_get(session, JobRow, job_id))
+
+    def list_jobs(self, offset: int = 0, limit: int = 50) -> tuple[list[JobRecord], int]:
+        with self._session(write=False) as session:
+            total = session.scalar(select(func.count()).select_from(JobRow)) or 0
+            rows = session.scalars(select(JobRow).order_by(JobRow.id.desc()).offset(offset).limit(limit))
+            return [_job_record(row) for row in rows], total
+
+    def claim_job(self, owner: str, lease_seconds: float) -> JobRecord | None:
+        """Take the oldest queued job, or a running one whose controller's lease ran out."""
+        now = utcnow()
+        with self._session() as session:
+            claimable = or_(
+                JobRow.state == JobState.QUEUED.value,
+                (JobRow.state == JobState.RUNNING.value)
+                & or_(JobRow.lease_expires_at.is_(None), JobRow.lease_expires_at < now),
+            )
+            row = session.scalars(
+                select(JobRow).where(claimable).order_by(JobRow.id).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            row.state = JobState.RUNNING.value
+            row.owner = owner
+            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            row.started_at = row.started_at or now
+            return _job_record(row)
+
+    def renew_lease(self, job_id: int, owner: str, lease_seconds: float) -> None:
+        with self._session() as session:
+            job = _owned_job(session, job_id, owner)
+            job.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+
+    def release_job(self, job_id: int, owner: str) -> None:
+        """Give a running job back so another controller can take it at once."""
+        with self._session() as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.owner == owner)
+                .values(owner=None, lease_expires_at=None)
+            )
+
+    def finish_job(self, job_id: int, owner: str, state: JobState, reason: str | None = None) -> JobRecord:
+        """End a job, marking its best completed trial, and cancel trials that never ran."""
+        if not state.is_finished():
+            raise ValueError(f"{state} is not a final job state")
+        now = utcnow()
+        with self._session() as session:
+            job = _owned_job(session, job_id, owner)
+            best = session.scalars(
+                select(TrialRow)
+                .where(TrialRow.job_id == job_id, TrialRow.state == TrialState.COMPLETED.value)
+                .order_by(TrialRow.reward.desc(), TrialRow.number)
+                .limit(1)
+            ).first()
+            for trial in session.scalars(
+                select(TrialRow).where(TrialRow.job_id == job_id, TrialRow.state == TrialState.QUEUED.value)
+            ):
+                trial.state = TrialState.CANCELLED.value
+                trial.finished_at = now
+            job.state = state.value
+            job.reason = reason
+            job.best_trial_id = best.id if best else None
+            job.finished_at = now
+            job.owner = None
+            job.lease_expires_at = None
+            return _job_record(job)
+
+    # --------------------------------------------------------------- trials
+
+    def add_trial(
+        self,
+        job_id: int,
+        owner: str,
+        proposal_id: int,
+        params: Mapping[str, Any],
+        strategy_state: Mapping[str, Any],
+    ) -> TrialRecord:
+        """Store a new proposal and the strategy state that produced it, in one transaction."""
+        with self._session() as session:
+            job = _owned_job(session, job_id, owner)
+            number = session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0
+            row = TrialRow(
+                job_id=job_id,
+                number=number,
+                proposal_id=proposal_id,
+                state=TrialState.QUEUED.value,
+                params=dict(params),
+                metrics={},
+                attempts=0,
+                told=False,
+            )
+            session.add(row)
+            job.strategy_state = dict(strategy_state)
+            session.flush()
+            return _trial_record(row, job.best_trial_id)
+
+    def set_trial_state(
+        self,
+        trial_id: int,
+        state: TrialState,
+        *,
+        reward: float | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        token_hash: str | None = None,
+    ) -> TrialRecord:
+        """The one way a trial's state changes.
+
+        Moving to RUNNING starts a new attempt (``attempts`` + 1) whose report token
+        hashes to ``token_hash``. COMPLETED needs a finite ``reward``. Raises
+        :class:`TrialFinished` if the trial had already finished, and ValueError for a
+        move the state machine does not allow.
+        """
+        if state is TrialState.COMPLETED and (reward is None or not math.isfinite(reward)):
+            raise ValueError("a completed trial needs a finite reward")
+        now = utcnow()
+        with self._session() as session:
+            row = _get(session, TrialRow, trial_id, lock=True)
+            current = TrialState(row.state)
+            if current.is_finished():
+                raise TrialFinished(_trial_record(row, row.job.best_trial_id))
+            if not current.can_become(state):
+                raise ValueError(f"trial {trial_id} cannot go from {current.value} to {state.value}")
+            row.state = state.value
+            if state is TrialState.RUNNING:
+                row.attempts += 1
+                row.token_hash = token_hash
+                row.started_at = now
+            if state.is_finished():
+                row.finished_at = now
+                row.reward = reward if state is TrialState.COMPLETED else None
+            if metrics is not None:
+                row.metrics = dict(metrics)
+            if error is not None:
+                row.error = error
+            return _trial_record(row, row.job.best_trial_id)
+
+    def note_trial_error(self, trial_id: int, error: str) -> None:
+        """Keep the traceback of a failed attempt that will be retried."""
+        with self._session() as session:
+            row = _get(session, TrialRow, trial_id, lock=True)
+            row.error = error
+
+    def add_metrics(self, trial_id: int, step: int, values: Mapping[str, float]) -> bool:
+        """Record an intermediate report; a repeated step replaces nothing and returns False."""
+        with self._session() as session:
+            row = _get(session, TrialRow, trial_id)
+            if TrialState(row.state).is_finished():
+                raise TrialFinished(_trial_record(row, row.job.best_trial_id))
+            exists = session.scalar(
+                select(func.count()).where(MetricRow.trial_id == trial_id, MetricRow.step == step)
+            )
+            if exists:
+                return False
+            session.add(MetricRow(trial_id=trial_id, step=step, values=dict(values)))
+            return True
+
+    def mark_told(self, trial_id: int, owner: str, strategy_state: Mapping[str, Any]) -> None:
+        """Record that the strategy learned this trial's result, with the state it has since."""
+        with self._session() as session:
+            row = _get(session, TrialRow, trial_id, lock=True)
+            job = _owned_job(session, row.job_id, owner)
+            row.told = True
+            job.strategy_state = dict(strategy_state)
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        with self._session(write=False) as session:
+            row = _get(session, TrialRow, trial_id)
+            return _trial_record(row, row.job.best_trial_id)
+
+    def trial_token_hash(self, trial_id: int) -> str | None:
+        with self._session(write=False) as session:
+            return _get(session, TrialRow, trial_id).token_hash
+
+    def list_trials(
+        self,
+        job_id: int,
+        *,
+        states: set[TrialState] | None = None,
+        told: bool | None = None,
+        sort: str = "number",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> tuple[list[TrialRecord], int]:
+        """A page of a job's trials and how many match in all."""
+        with self._session(write=False) as session:
+            job = _get(session, JobRow, job_id)
+            where = [TrialRow.job_id == job_id]
+            if states:
+                where.append(TrialRow.state.in_([s.value for s in states]))
+            if told is not None:
+                where.append(TrialRow.told == told)
+            total = session.scalar(select(func.count()).select_from(TrialRow).where(*where)) or 0
+            column = TRIAL_SORT_KEYS[sort]
+            order = column.desc().nulls_last() if descending else column.asc().nulls_last()
+            query = select(TrialRow).where(*where).order_by(order, TrialRow.number).offset(offset)
+            if limit is not None:
+                query = query.limit(limit)
+            return [_trial_record(row, job.best_trial_id) for row in session.scalars(query)], total
+
+    def trial_metrics(self, trial_id: int) -> list[MetricPoint]:
+        with self._session(write=False) as session:
+            _get(session, TrialRow, trial_id)
+            rows = session.scalars(
+                select(MetricRow).where(MetricRow.trial_id == trial_id).order_by(MetricRow.step)
+            )
+            return [MetricPoint(row.trial_id, row.step, dict(row.values)) for row in rows]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _make_engine(url: str, immediate: bool) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when a transaction begins (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection):  # type: ignore[no-untyped-def]
+        # IMMEDIATE takes the write lock up front, so two writers queue instead of
+        # deadlocking when both try to upgrade a read lock.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> Any:
+    query = select(model).where(model.id == key)
+    if lock:
+        query = query.with_for_update()
+    row = session.scalars(query).first()
+    if row is None:
+        raise NotFound(f"{model.__tablename__[:-1]} {key} not found")
+    return row
+
+
+def _owned_job(session: Session, job_id: int, owner: str) -> JobRow:
+    job: JobRow = _get(session, JobRow, job_id, lock=True)
+    if job.owner != owner:
+        raise LeaseLost(f"job {job_id} is driven by {job.owner!r}, not {owner!r}")
+    return job
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back without a zone; every time stored here is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _job_record(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        name=row.name,
+        state=JobState(row.state),
+        spec=dict(row.spec),
+        space=dict(row.space),
+        strategy_state=dict(row.strategy_state) if row.strategy_state is not None else None,
+        owner=row.owner,
+        lease_expires_at=_aware(row.lease_expires_at),
+        best_trial_id=row.best_trial_id,
+        reason=row.reason,
+        created_at=_aware(row.created_at) or utcnow(),
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at),
+    )
+
+
+def _trial_record(row: TrialRow, best_trial_id: int | None) -> TrialRecord:
+    return TrialRecord(
+        id=row.id,
+        job_id=row.job_id,
+        number=row.number,
+        proposal_id=row.proposal_id,
+        state=TrialState(row.state),
+        params=dict(row.params),
+        reward=row.reward,
+        metrics=dict(row.metrics or {}),
+        error=row.error,
+        attempts=row.attempts,
+        told=row.told,
+        is_best=row.id == best_trial_id,
+        created_at=_aware(row.created_at) or utcnow(),
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at),
+    )

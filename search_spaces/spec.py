@@ -1,0 +1,315 @@
+"""What a search space is, in pure Python: a validated list of named decisions.
+
+Nothing here imports Keras, so the API process can validate a job's space and the
+controllers can reason about it without loading a deep-learning framework. The
+model itself is made by the space's *builder*, named by a ``"module:function"``
+string and imported only on the worker (see :func:`SearchSpace.load_builder`).
+
+Every decision has a discrete view (``levels``) so that index-based strategies
+(evolution, the REINFORCE policy) can treat all of them as categorical; float and
+wide integer ranges are discretised into ``levels`` points, log-spaced when
+``log`` is set. Random search may still sample the continuous range directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+Scalar = Union[str, int, float, bool]
+Params = dict[str, Any]
+
+#: How many points a float range (or a very wide integer range) offers to
+#: index-based strategies unless the space says otherwise.
+DEFAULT_LEVELS = 8
+
+
+class SpaceError(ValueError):
+    """A search space, or a set of values for one, is invalid. The message says what to fix."""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a builder needs to know about the data, and nothing more."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int  # 1 for regression
+    task: str = "classification"  # or "regression"
+    kind: str = "tabular"  # or "image"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed list of options (numbers, strings or booleans)."""
+
+    name: str
+    options: tuple[Scalar, ...]
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            raise SpaceError(f"decision {self.name!r}: a choice needs at least one option")
+        if len(set(map(_hashable, self.options))) != len(self.options):
+            raise SpaceError(f"decision {self.name!r}: options must be distinct")
+
+    def levels(self) -> tuple[Scalar, ...]:
+        return self.options
+
+    def sample(self, rng: random.Random) -> Scalar:
+        return rng.choice(self.options)
+
+    def check(self, value: Any) -> Scalar:
+        for option in self.options:
+            if _hashable(option) == _hashable(value):
+                return option
+        raise SpaceError(f"{self.name}={value!r} is not one of {list(self.options)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": "choice", "options": list(self.options)}
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """An integer in ``[low, high]`` on a grid of ``step``, optionally log-sampled."""
+
+    name: str
+    low: int
+    high: int
+    step: int = 1
+    log: bool = False
+    max_levels: int = 16
+
+    def __post_init__(self) -> None:
+        if self.high < self.low:
+            raise SpaceError(f"decision {self.name!r}: high ({self.high}) is below low ({self.low})")
+        if self.step < 1:
+            raise SpaceError(f"decision {self.name!r}: step must be at least 1")
+        if self.log and self.low < 1:
+            raise SpaceError(f"decision {self.name!r}: a log range needs low >= 1")
+
+    def levels(self) -> tuple[int, ...]:
+        grid = list(range(self.low, self.high + 1, self.step))
+        if len(grid) <= self.max_levels:
+            return tuple(grid)
+        picks = _spread(self.low, self.high, self.max_levels, self.log)
+        snapped = sorted({self.low + round((p - self.low) / self.step) * self.step for p in picks})
+        return tuple(min(v, self.high) for v in snapped)
+
+    def sample(self, rng: random.Random) -> int:
+        if self.log:
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
+            value = min(int(value), self.high)
+        else:
+            value = rng.randint(self.low, self.high)
+        return self.low + ((value - self.low) // self.step) * self.step
+
+    def check(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise SpaceError(f"{self.name}={value!r} must be an integer")
+        value = int(value)
+        if not self.low <= value <= self.high or (value - self.low) % self.step:
+            raise SpaceError(
+                f"{self.name}={value} is outside [{self.low}, {self.high}] (step {self.step})"
+            )
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": "int",
+            "low": self.low,
+            "high": self.high,
+            "step": self.step,
+            "log": self.log,
+        }
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A real number in ``[low, high]``, optionally on a log scale."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+    max_levels: int = DEFAULT_LEVELS
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:
+            raise SpaceError(f"decision {self.name!r}: needs finite low < high")
+        if self.log and self.low <= 0:
+            raise SpaceError(f"decision {self.name!r}: a log range needs low > 0")
+
+    def levels(self) -> tuple[float, ...]:
+        return tuple(_spread(self.low, self.high, self.max_levels, self.log))
+
+    def sample(self, rng: random.Random) -> float:
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
+    def check(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpaceError(f"{self.name}={value!r} must be a number")
+        if not self.low <= float(value) <= self.high:
+            raise SpaceError(f"{self.name}={value} is outside [{self.low}, {self.high}]")
+        return float(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": "float", "low": self.low, "high": self.high, "log": self.log}
+
+
+Decision = Union[Choice, IntRange, FloatRange]
+
+Builder = Callable[[Mapping[str, Any], DataInfo, Mapping[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A named, validated list of decisions plus the builder that turns values into a model.
+
+    ``builder`` is ``"module:function"`` with the signature
+    ``build(params, data: DataInfo, settings) -> keras.Model`` (compiled). ``settings``
+    are fixed knobs of the space (width, depth) that are not searched. ``input_kinds``
+    says which data the space can model ("tabular", "image").
+    """
+
+    name: str
+    decisions: tuple[Decision, ...]
+    builder: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    input_kinds: frozenset[str] = frozenset({"tabular", "image"})
+
+    def __post_init__(self) -> None:
+        if not self.decisions:
+            raise SpaceError(f"search space {self.name!r} has no decisions")
+        names = [d.name for d in self.decisions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise SpaceError(f"search space {self.name!r} repeats decisions {duplicates}")
+        if ":" not in self.builder:
+            raise SpaceError(f"builder {self.builder!r} must look like 'module:function'")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.decisions)
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        """How many discrete levels each decision offers to index-based strategies."""
+        return tuple(len(d.levels()) for d in self.decisions)
+
+    def validate(self, params: Mapping[str, Any]) -> Params:
+        """Return ``params`` checked and normalised; raise SpaceError naming what is wrong."""
+        unknown = sorted(set(params) - set(self.names))
+        if unknown:
+            raise SpaceError(f"unknown decisions {unknown}; this space has {list(self.names)}")
+        missing = [n for n in self.names if n not in params]
+        if missing:
+            raise SpaceError(f"missing decisions {missing}")
+        return {d.name: d.check(params[d.name]) for d in self.decisions}
+
+    def sample(self, rng: random.Random) -> Params:
+        return {d.name: d.sample(rng) for d in self.decisions}
+
+    def from_indices(self, indices: Sequence[int]) -> Params:
+        """Values for one level index per decision (the discrete view)."""
+        if len(indices) != len(self.decisions):
+            raise SpaceError(f"expected {len(self.decisions)} indices, got {len(indices)}")
+        return {d.name: d.levels()[i] for d, i in zip(self.decisions, indices)}
+
+    def to_indices(self, params: Mapping[str, Any]) -> list[int]:
+        """The nearest level index of each value (exact for choices and small int ranges)."""
+        return [_nearest_level(d, params[d.name]) for d in self.decisions]
+
+    def load_builder(self) -> Builder:
+        module_name, _, function_name = self.builder.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            builder: Builder = getattr(module, function_name)
+        except (ImportError, AttributeError) as error:
+            raise SpaceError(f"cannot load builder {self.builder!r}: {error}") from error
+        return builder
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description that :meth:`from_dict` turns back into an equal space."""
+        return {
+            "name": self.name,
+            "builder": self.builder,
+            "settings": dict(self.settings),
+            "input_kinds": sorted(self.input_kinds),
+            "decisions": [d.to_dict() for d in self.decisions],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        try:
+            decisions = tuple(decision_from_dict(d) for d in data["decisions"])
+            return cls(
+                name=str(data["name"]),
+                decisions=decisions,
+                builder=str(data["builder"]),
+                settings=dict(data.get("settings") or {}),
+                input_kinds=frozenset(data.get("input_kinds") or ("tabular", "image")),
+            )
+        except KeyError as error:
+            raise SpaceError(f"search space description is missing {error.args[0]!r}") from error
+
+
+def decision_from_dict(data: Mapping[str, Any]) -> Decision:
+    """Parse one decision as written in JSON/YAML: ``type`` is choice, int or float."""
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"each decision must be a mapping, got {data!r}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpaceError(f"decision {data!r} needs a non-empty 'name'")
+    kind = data.get("type", "choice" if "options" in data else None)
+    try:
+        if kind == "choice":
+            options = data["options"]
+            if not isinstance(options, (list, tuple)):
+                raise SpaceError(f"decision {name!r}: 'options' must be a list")
+            return Choice(name, tuple(options))
+        if kind == "int":
+            return IntRange(
+                name,
+                int(data["low"]),
+                int(data["high"]),
+                step=int(data.get("step", 1)),
+                log=bool(data.get("log", False)),
+            )
+        if kind == "float":
+            return FloatRange(name, float(data["low"]), float(data["high"]), log=bool(data.get("log", False)))
+    except KeyError as error:
+        raise SpaceError(f"decision {name!r} ({kind}) is missing {error.args[0]!r}") from error
+    except (TypeError, ValueError) as error:
+        if isinstance(error, SpaceError):
+            raise
+        raise SpaceError(f"decision {name!r}: {error}") from error
+    raise SpaceError(f"decision {name!r}: type must be 'choice', 'int' or 'float', not {kind!r}")
+
+
+def _spread(low: float, high: float, count: int, log: bool) -> list[float]:
+    if count < 2:
+        return [low]
+    if log:
+        a, b = math.log(low), math.log(high)
+        return [math.exp(a + (b - a) * i / (count - 1)) for i in range(count)]
+    return [low + (high - low) * i / (count - 1) for i in range(count)]
+
+
+def _nearest_level(decision: Decision, value: Any) -> int:
+    levels = decision.levels()
+    if isinstance(decision, Choice):
+        return [_hashable(o) for o in levels].index(_hashable(decision.check(value)))
+    scale = math.log if decision.log else float
+    target = scale(float(value))
+    return min(range(len(levels)), key=lambda i: abs(scale(float(levels[i])) - target))
+
+
+def _hashable(value: Any) -> tuple[str, Any]:
+    # True == 1 in Python; keep booleans and numbers apart so options stay distinct.
+    return (type(value).__name__ if isinstance(value, bool) else "value", value)

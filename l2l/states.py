@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class TrialState(str, Enum):
+class TrialState(StrEnum):
     QUEUED = "queued"  # stored, not yet handed to a worker
     RUNNING = "running"  # handed to a worker (``attempts`` says how many times)
     COMPLETED = "completed"  # reported a finite reward
@@ -23,7 +23,7 @@ class TrialState(str, Enum):
 _FINISHED_TRIAL_STATES = frozenset({TrialState.COMPLETED, TrialState.FAILED, TrialState.CANCELLED})
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"

@@ -24,7 +24,8 @@ class JobRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), index=True)
     spec: Mapped[dict[str, Any]]
-    space: Mapped[dict[str, Any]]
+    #: The resolved search space, filled in by the controller when it first claims the job.
+    space: Mapped[dict[str, Any] | None]
     strategy_state: Mapped[dict[str, Any] | None]
     owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]

@@ -16,8 +16,8 @@ class JobRecord:
     state: JobState
     #: The job as submitted and normalised: dataset, space, strategy, budget, seed, objective.
     spec: dict[str, Any]
-    #: The resolved search space (``SearchSpace.to_dict()``).
-    space: dict[str, Any]
+    #: The resolved search space (``SearchSpace.to_dict()``); None until a controller claims the job.
+    space: dict[str, Any] | None
     strategy_state: dict[str, Any] | None
     owner: str | None
     lease_expires_at: datetime | None

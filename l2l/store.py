@@ -100,9 +100,9 @@ class Store:
 
     # ----------------------------------------------------------------- jobs
 
-    def create_job(self, name: str, spec: Mapping[str, Any], space: Mapping[str, Any]) -> JobRecord:
+    def create_job(self, name: str, spec: Mapping[str, Any]) -> JobRecord:
         with self._session() as session:
-            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec), space=dict(space))
+            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec))
             session.add(row)
             session.flush()
             return _job_record(row)
@@ -141,6 +141,21 @@ class Store:
         with self._session() as session:
             job = _owned_job(session, job_id, owner)
             job.lease_expires_at = utcnow() + timedelta(seconds=lease_seconds)
+
+    def save_space(self, job_id: int, owner: str, space: Mapping[str, Any]) -> None:
+        with self._session() as session:
+            _owned_job(session, job_id, owner).space = dict(space)
+
+    def trial_counts(self, job_id: int) -> dict[TrialState, int]:
+        """How many of the job's trials are in each state (every state present, zeros included)."""
+        with self._session(write=False) as session:
+            rows = session.execute(
+                select(TrialRow.state, func.count()).where(TrialRow.job_id == job_id).group_by(TrialRow.state)
+            )
+            counts = {state: 0 for state in TrialState}
+            for state, count in rows:
+                counts[TrialState(state)] = count
+            return counts
 
     def release_job(self, job_id: int, owner: str) -> None:
         """Give a running job back so another controller can take it at once."""
@@ -380,7 +395,7 @@ def _job_record(row: JobRow) -> JobRecord:
         name=row.name,
         state=JobState(row.state),
         spec=dict(row.spec),
-        space=dict(row.space),
+        space=dict(row.space) if row.space is not None else None,
         strategy_state=dict(row.strategy_state) if row.strategy_state is not None else None,
         owner=row.owner,
         lease_expires_at=_aware(row.lease_expires_at),

@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
-        sa.Column("space", sa.JSON(), nullable=False),
+        sa.Column("space", sa.JSON(), nullable=True),
         sa.Column("strategy_state", sa.JSON(), nullable=True),
         sa.Column("owner", sa.String(length=200), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,1 @@
+"""The FastAPI application. It imports neither Ray nor TensorFlow, so it starts fast."""

@@ -1,0 +1,51 @@
+"""Build the FastAPI app: ``uvicorn --factory api.main:create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.routes import jobs, trials
+from l2l import __version__
+from l2l.settings import Settings, get_settings
+from l2l.store import StorageError, Store
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """An app on ``store`` (default: the settings' database, migrated on start-up)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        app.state.store = store or Store(settings.resolved_database_url)
+        if own_store:
+            app.state.store.migrate()
+        yield
+        if own_store:
+            app.state.store.dispose()
+
+    app = FastAPI(
+        title="l2l",
+        version=__version__,
+        summary="Neural-architecture search as a service: submit a search, watch its trials.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if store is not None:
+        app.state.store = store
+    app.include_router(jobs.router)
+    app.include_router(trials.router)
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.exception_handler(StorageError)
+    async def storage_error(_request: Request, error: StorageError) -> JSONResponse:
+        return JSONResponse({"detail": f"the database failed: {error}"}, status_code=503)
+
+    return app

@@ -1,0 +1,59 @@
+"""/trials: the worker's side of the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, status
+
+from api.deps import StoreDep
+from api.schemas import Problem, ReportAccepted, TrialPublic, TrialReport
+from l2l import service
+from l2l.store import NotFound
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+
+@router.post(
+    "/{trial_id}/report",
+    responses={
+        401: {"model": Problem, "description": "No report token was sent."},
+        403: {"model": Problem, "description": "The token is not this trial's."},
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "The trial is not running."},
+    },
+)
+def report(
+    trial_id: int,
+    body: TrialReport,
+    store: StoreDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ReportAccepted:
+    """A worker reports metrics with its per-trial token. Repeats of a finished trial change nothing."""
+    token = _bearer(authorization)
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send the trial's report token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        outcome = service.report_trial(store, trial_id, token, body.metrics, step=body.step, final=body.final)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
+    except service.Forbidden as error:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
+    except service.NotRunning as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    return ReportAccepted(
+        trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
+    )
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

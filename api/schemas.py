@@ -1,0 +1,128 @@
+"""Request and response bodies of the REST API (``XCreate`` in, ``XPublic`` out)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from l2l.jobspec import JobSpec
+from l2l.records import JobRecord, TrialRecord
+from l2l.states import JobState, TrialState
+
+JobCreate = JobSpec
+
+
+class Problem(BaseModel):
+    """Every error response: what went wrong and what to do about it."""
+
+    detail: str
+
+
+class TrialPublic(BaseModel):
+    id: int
+    job_id: int
+    number: int = Field(description="Order in the job: 0 is the first proposal.")
+    state: TrialState
+    params: dict[str, Any] = Field(description="The architecture / hyper-parameters tried.")
+    reward: float | None
+    metrics: dict[str, Any] = Field(description="The final report's metrics.")
+    error: str | None = Field(description="Why the trial failed, or the last retried error.")
+    attempts: int
+    is_best: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, trial: TrialRecord) -> TrialPublic:
+        return cls(
+            id=trial.id,
+            job_id=trial.job_id,
+            number=trial.number,
+            state=trial.state,
+            params=trial.params,
+            reward=trial.reward,
+            metrics=trial.metrics,
+            error=trial.error,
+            attempts=trial.attempts,
+            is_best=trial.is_best,
+            created_at=trial.created_at,
+            started_at=trial.started_at,
+            finished_at=trial.finished_at,
+        )
+
+
+class TrialsPublic(BaseModel):
+    items: list[TrialPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class Progress(BaseModel):
+    trials: int = Field(description="The budget.")
+    created: int
+    queued: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    state: JobState
+    spec: dict[str, Any] = Field(description="The job as submitted, normalised.")
+    space: dict[str, Any] | None = Field(description="The resolved search space, once the job started.")
+    progress: Progress
+    best_trial: TrialPublic | None
+    reason: str | None = Field(description="Why the job ended the way it did, if not plainly.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: JobRecord, counts: dict[TrialState, int], best: TrialRecord | None) -> JobPublic:
+        return cls(
+            id=job.id,
+            name=job.name,
+            state=job.state,
+            spec=job.spec,
+            space=job.space,
+            progress=Progress(
+                trials=job.budget["trials"],
+                created=sum(counts.values()),
+                **{state.value: counts[state] for state in TrialState},
+            ),
+            best_trial=TrialPublic.of(best) if best else None,
+            reason=job.reason,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobsPublic(BaseModel):
+    items: list[JobPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class TrialReport(BaseModel):
+    """What a worker sends: metrics after a step (an epoch), or the final metrics."""
+
+    metrics: dict[str, float | None] = Field(
+        description="Keras logs, e.g. {'val_accuracy': 0.93}; NaN or null fail a final report."
+    )
+    step: int | None = Field(default=None, ge=0, description="The epoch of an intermediate report.")
+    final: bool = Field(default=False, description="True for the last report, which carries the reward.")
+
+
+class ReportAccepted(BaseModel):
+    trial: TrialPublic
+    changed: bool = Field(description="False when the report changed nothing (e.g. a repeat).")
+    message: str

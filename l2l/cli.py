@@ -1,0 +1,118 @@
+"""The ``l2l`` command line.
+
+``l2l serve`` runs the API and, beside it, the controller (the job loop) as its own
+process, so the web process never imports Ray or TensorFlow. ``l2l demo`` starts the
+service if it is not already up, runs a small search and prints how it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from l2l.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="l2l", description="Neural-architecture search as a service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API and the controller (embedded default)")
+    serve.add_argument("--host", help="address to listen on (default: L2L_API__HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: L2L_API__PORT or 8000)")
+    serve.add_argument("--no-controller", action="store_true", help="run the API alone")
+    commands.add_parser("controller", help="run the job loop: claim jobs, propose trials, train on Ray")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    demo = commands.add_parser("demo", help="start the service and run a small REINFORCE search on digits")
+    demo.add_argument("--trials", type=int, default=16)
+    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--concurrency", type=int, default=2)
+    demo.add_argument("--keep-serving", action="store_true", help="leave the service running afterwards")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.command == "serve":
+            return _serve(args.host, args.port, controller=not args.no_controller)
+        if args.command == "controller":
+            return _controller()
+        if args.command == "migrate":
+            _store().migrate()
+            print("database is up to date")
+            return 0
+        from l2l.demo import run_demo
+
+        return run_demo(args.trials, args.epochs, args.concurrency, args.keep_serving)
+    except KeyboardInterrupt:
+        return 130
+    except UserFacingError as error:
+        print(f"l2l: {error}", file=sys.stderr)
+        return 2
+
+
+class UserFacingError(Exception):
+    """An error whose message alone tells the user what to do."""
+
+
+def _store() -> Any:
+    from l2l.store import StorageError, Store
+
+    url = get_settings().resolved_database_url
+    try:
+        return Store(url)
+    except StorageError as error:
+        raise UserFacingError(f"cannot open the database {url}: {error}") from error
+
+
+def _serve(host: str | None, port: int | None, controller: bool) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.api.host
+    port = port or settings.api.port
+    env = dict(os.environ, L2L_API__HOST=host, L2L_API__PORT=str(port))
+    os.environ.update(env)
+    get_settings.cache_clear()
+    _store().migrate()  # once, before two processes race to do it
+    child = None
+    if controller:
+        child = subprocess.Popen([sys.executable, "-m", "l2l.cli", "controller"], env=env)
+    try:
+        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="warning")
+    finally:
+        if child is not None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return 0
+
+
+def _controller() -> int:
+    from l2l.loop import JobLoop
+    from l2l.ray_executor import RayExecutor
+
+    settings = get_settings()
+    store = _store()
+    store.migrate()
+    executor = RayExecutor(settings.ray.address, settings.ray.num_cpus)
+    loop = JobLoop(store, executor, settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        loop.run(stop)
+    finally:
+        executor.shutdown()
+        store.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""A small client of the l2l REST API, for the command line and for notebooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """The service answered with an error; the message is its ``detail``."""
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get("/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_until_healthy(self, seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise ApiError(f"the service at {self.base_url} did not answer within {seconds:.0f} s")
+            time.sleep(0.5)
+
+    def submit_job(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/jobs", json=dict(spec))
+
+    def jobs(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        return self._call("GET", "/jobs", params={"offset": offset, "limit": limit})
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def trials(self, job_id: int, **query: Any) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}/trials", params=query)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiError(f"{method} {path} -> {response.status_code}: {detail}")
+        result: dict[str, Any] = response.json()
+        return result

@@ -1,0 +1,107 @@
+"""``l2l demo``: the main job of the README's first command.
+
+Starts the service (API + controller, SQLite, embedded Ray) unless one already answers,
+submits a REINFORCE search over the NAS-Bench-201 cell space on scikit-learn's digits,
+prints each trial as it finishes, and ends with the best architecture and its accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from l2l.client import Client
+from l2l.settings import get_settings
+
+#: Trials whose mean the best trial is compared with: the controller's first guesses.
+FIRST_TRIALS = 4
+
+
+def demo_job(trials: int, epochs: int, concurrency: int) -> dict[str, Any]:
+    return {
+        "name": "demo: REINFORCE over NAS-Bench-201 cells on digits",
+        "dataset": "digits",
+        "space": {"name": "nb201_cell", "settings": {"channels": 8, "cells_per_stage": 1}},
+        "strategy": {"name": "reinforce"},
+        "budget": {"trials": trials, "concurrency": concurrency, "epochs": epochs, "resources": {"CPU": 1}},
+        "seed": 0,
+    }
+
+
+def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> int:
+    client = Client(get_settings().report_url)
+    server = None
+    if client.healthy():
+        print(f"using the service already running at {client.base_url}")
+    else:
+        print(
+            f"starting the service at {client.base_url} (SQLite in {get_settings().data_dir}, embedded Ray)"
+        )
+        # Own session, so stopping it stops its controller and Ray workers too.
+        server = subprocess.Popen([sys.executable, "-m", "l2l.cli", "serve"], start_new_session=True)
+        client.wait_until_healthy(120)
+    try:
+        return _watch(client, client.submit_job(demo_job(trials, epochs, concurrency)))
+    finally:
+        if server is not None and not keep_serving:
+            print("stopping the service (run `l2l serve` to start it again; the database keeps every trial)")
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def _watch(client: Client, job: dict[str, Any]) -> int:
+    print(f"submitted job {job['id']}: {job['name']}, {job['progress']['trials']} trials")
+    seen: set[int] = set()
+    started = time.monotonic()
+    while True:
+        job = client.job(job["id"])
+        finished = client.trials(job["id"], state=["completed", "failed"], limit=500)["items"]
+        for trial in sorted(finished, key=lambda t: t["number"]):
+            if trial["id"] not in seen:
+                seen.add(trial["id"])
+                print(_trial_line(trial, job), flush=True)
+        if job["state"] in ("completed", "failed", "cancelled"):
+            break
+        time.sleep(2)
+    print(
+        f"job {job['id']} {job['state']} after {time.monotonic() - started:.0f} s"
+        + (f": {job['reason']}" if job["reason"] else "")
+    )
+    best = job["best_trial"]
+    if best is None:
+        print("no trial completed")
+        return 1
+    ordered = client.trials(job["id"], limit=500)["items"]
+    first = [t["reward"] for t in ordered[:FIRST_TRIALS] if t["reward"] is not None]
+    print(f"best architecture (trial {best['number']}): {_describe(best['params'])}")
+    print(f"best validation accuracy: {best['metrics'].get('val_accuracy', best['reward']):.4f}")
+    if first:
+        print(f"mean of the first {len(first)} trials: {statistics.fmean(first):.4f}")
+    return 0 if job["state"] == "completed" else 1
+
+
+def _trial_line(trial: dict[str, Any], job: dict[str, Any]) -> str:
+    total = job["progress"]["trials"]
+    if trial["state"] == "failed":
+        reason = (trial["error"] or "").strip().splitlines()[-1:] or ["?"]
+        return f"trial {trial['number'] + 1:>3}/{total} failed: {reason[0][:120]}"
+    best = job["best_trial"] or {}
+    return (
+        f"trial {trial['number'] + 1:>3}/{total}  val_accuracy {trial['reward']:.4f}  "
+        f"({trial['metrics'].get('train_seconds', 0):.0f} s)  {_describe(trial['params'])}"
+        + ("" if not best else f"  best so far {best.get('reward', 0):.4f}")
+    )
+
+
+def _describe(params: dict[str, Any]) -> str:
+    from search_spaces.nb201 import arch_str
+
+    try:
+        return arch_str(params)
+    except (KeyError, ValueError):
+        return ", ".join(f"{name}={value}" for name, value in params.items())

@@ -1,0 +1,66 @@
+"""What the job loop needs from whatever runs trials, and what passes between them.
+
+The Ray executor (:mod:`l2l.ray_executor`) is the real one; tests plug in others.
+Everything here is plain data, so a task crosses process and machine boundaries as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+
+class TrialBuildError(Exception):
+    """The trial's model cannot be built from its parameters: retrying will not help."""
+
+
+class ResourceUnavailable(Exception):
+    """The cluster can never satisfy a trial's resource request (e.g. a GPU on a CPU-only cluster)."""
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """Everything a worker needs to train one trial and report on it."""
+
+    trial_id: int
+    job_id: int
+    attempt: int
+    #: The bearer token for this attempt's reports; only its hash is stored.
+    token: str
+    report_url: str
+    dataset: dict[str, Any]
+    space: dict[str, Any]
+    params: dict[str, Any]
+    epochs: int
+    #: Seeds the data split (the same for every trial of a job) and the weights.
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A worker ended. ``error`` is None if it returned normally (its report says how it went)."""
+
+    trial_id: int
+    error: str | None = None
+    #: False when retrying cannot help (the model could not be built).
+    retryable: bool = True
+
+
+class Executor(Protocol):
+    def check_resources(self, resources: Mapping[str, float]) -> None:
+        """Raise ResourceUnavailable if no worker could ever have ``resources``."""
+
+    def submit(self, task: TrialTask, resources: Mapping[str, float]) -> None:
+        """Start training ``task`` somewhere with ``resources``; returns at once."""
+
+    def poll(self) -> list[Outcome]:
+        """Workers that ended since the last call."""
+
+    def cancel(self, trial_id: int) -> None:
+        """Stop a running trial's worker, if it still runs."""
+
+    def shutdown(self) -> None: ...

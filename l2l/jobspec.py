@@ -1,0 +1,133 @@
+"""What a user submits to start a search, and the checks it must pass before it is stored.
+
+The request shape is a pydantic model (used by the API and the command line); the
+checks that need our own registries live in :func:`validate_job` so that bad input
+is refused with a message that says what to fix, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+import controller
+import search_spaces
+from l2l import datasets
+from l2l.rewards import DEFAULT_OBJECTIVES
+from l2l.settings import Settings
+from search_spaces.spec import SpaceError
+
+#: Ray resource names a trial may ask for; anything else must be a custom resource of the cluster.
+KNOWN_RESOURCES = ("CPU", "GPU", "TPU", "memory")
+
+
+class InvalidJob(ValueError):
+    """The job cannot run as submitted; the message says what to change."""
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(ge=1, description="How many architectures to train in all.")
+    concurrency: int = Field(default=1, ge=1, description="How many trials train at the same time.")
+    epochs: int = Field(default=5, ge=1, description="Training epochs of each trial.")
+    resources: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 1.0},
+        description='Ray resources of one trial, e.g. {"CPU": 1}, {"GPU": 0.25} or {"TPU": 4}.',
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _positive(cls, resources: dict[str, float]) -> dict[str, float]:
+        for name, amount in resources.items():
+            if not math.isfinite(amount) or amount <= 0:
+                raise ValueError(f"resource {name!r} must be a positive number, got {amount}")
+        return resources
+
+
+class StrategyChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="reinforce", description="random, evolution or reinforce.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The strategy's own settings.")
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(description="A Keras metric of the validation data, e.g. val_accuracy.")
+    mode: str = Field(default="max", pattern="^(max|min)$")
+
+
+class JobSpec(BaseModel):
+    """A search job as submitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    dataset: str | dict[str, Any] = Field(
+        description='"digits", "breast_cancer", "wine", or {"name": "csv", "path": ..., "target": ...}.'
+    )
+    space: str | dict[str, Any] = Field(
+        description='"mlp", "nb201_cell", {"name": "nb201_cell", "settings": {...}}, a custom '
+        'description with "template" and "decisions", or {"keras_tuner": "module:build"}.'
+    )
+    strategy: str | StrategyChoice = Field(default="reinforce")
+    budget: Budget
+    seed: int | None = Field(default=None, description="Makes proposals and data splits repeatable.")
+    objective: Objective | None = Field(default=None, description="Defaults to val_accuracy (max).")
+
+
+def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
+    """Check a submitted job against our registries and limits; return its normalised form."""
+    limits = settings.api
+    budget = spec.budget
+    if budget.trials > limits.max_trials_per_job:
+        raise InvalidJob(f"budget.trials is {budget.trials}; at most {limits.max_trials_per_job} per job")
+    if budget.concurrency > limits.max_concurrency:
+        raise InvalidJob(f"budget.concurrency is {budget.concurrency}; at most {limits.max_concurrency}")
+    if budget.epochs > limits.max_epochs:
+        raise InvalidJob(f"budget.epochs is {budget.epochs}; at most {limits.max_epochs}")
+
+    try:
+        dataset = datasets.check_dataset_spec(spec.dataset)
+    except datasets.DatasetError as error:
+        raise InvalidJob(f"dataset: {error}") from error
+    try:
+        space = search_spaces.check_space_spec(spec.space)
+    except SpaceError as error:
+        raise InvalidJob(f"space: {error}") from error
+    kinds = _input_kinds(space)
+    if kinds is not None and dataset["kind"] not in kinds:
+        raise InvalidJob(
+            f"space {space.get('name')!r} models {' or '.join(sorted(kinds))} data, "
+            f"but dataset {dataset['name']!r} is {dataset['kind']}; pick another space or dataset"
+        )
+
+    choice = (
+        spec.strategy if isinstance(spec.strategy, StrategyChoice) else StrategyChoice(name=spec.strategy)
+    )
+    try:
+        options = controller.check_options(choice.name, choice.options)
+    except ValueError as error:
+        raise InvalidJob(f"strategy: {error}") from error
+
+    task = dataset.get("task", "classification")
+    objective = spec.objective.model_dump() if spec.objective else dict(DEFAULT_OBJECTIVES[task])
+    return {
+        "dataset": dataset,
+        "space": space,
+        "strategy": {"name": choice.name, "options": options},
+        "budget": budget.model_dump(),
+        "seed": spec.seed,
+        "objective": objective,
+    }
+
+
+def _input_kinds(space_spec: dict[str, Any]) -> set[str] | None:
+    # A KerasTuner build(hp) space is only known once it is run, on the controller.
+    if "keras_tuner" in space_spec:
+        return None
+    return set(search_spaces.get_space(space_spec).input_kinds)

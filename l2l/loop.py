@@ -1,0 +1,268 @@
+"""The job loop: the one place that wires strategy, executor and store.
+
+One pass (:meth:`JobLoop.step`) claims queued jobs, collects ended workers, tells
+each strategy the results the workers reported, and asks for new proposals while a
+job has budget and free concurrency. Every proposal is stored together with the
+strategy state that made it, and every result is marked told together with the state
+that learned it, so a controller that dies and restarts resumes exactly: no trial is
+counted twice or lost.
+
+Error policy (all of it lives here):
+
+* the job cannot start (unknown space, strategy state that will not load, resources the
+  cluster never has): the job fails with the reason;
+* a trial whose model cannot be built fails at once;
+* any other worker error is retried up to ``max_retries`` times, the traceback kept on
+  the trial; after that the trial fails;
+* ``max_consecutive_failures`` failed trials in a row stop the job with a clear reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from controller import create_strategy
+from controller.base import FINISHED, WAIT, Proposal, Result, Strategy
+from l2l.executor import Executor, Outcome, ResourceUnavailable, TrialTask
+from l2l.records import JobRecord, TrialRecord
+from l2l.service import new_report_token
+from l2l.settings import Settings
+from l2l.states import JobState, TrialState
+from l2l.store import LeaseLost, StorageError, Store, TrialFinished
+from search_spaces import get_space
+
+log = logging.getLogger(__name__)
+
+
+class JobCannotRun(Exception):
+    """A fatal problem with the job itself; it fails with this message as its reason."""
+
+
+@dataclass
+class _ActiveJob:
+    record: JobRecord
+    strategy: Strategy
+    space: dict
+    #: The strategy said FINISHED: no more proposals, however much budget is left.
+    exhausted: bool = False
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    lease_renewed_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+
+class JobLoop:
+    def __init__(
+        self, store: Store, executor: Executor, settings: Settings, owner: str | None = None
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.settings = settings
+        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self._jobs: dict[int, _ActiveJob] = {}
+        self._trial_jobs: dict[int, int] = {}  # running trial id -> job id
+
+    # ------------------------------------------------------------------ driving
+
+    def run(self, stop: threading.Event) -> None:
+        """Run passes until ``stop`` is set, sleeping a little whenever a pass did nothing."""
+        log.info("controller %s started", self.owner)
+        while not stop.is_set():
+            if not self.step():
+                stop.wait(self.settings.controller.poll_seconds)
+        for job in list(self._jobs.values()):
+            self.store.release_job(job.id, self.owner)
+        log.info("controller %s stopped", self.owner)
+
+    def step(self) -> bool:
+        """One pass over every job this controller drives; True if anything happened."""
+        busy = self._claim_jobs()
+        for outcome in self.executor.poll():
+            busy = True
+            self._handle_outcome(outcome)
+        for job in list(self._jobs.values()):
+            try:
+                busy |= self._advance(job)
+            except LeaseLost as lost:
+                log.warning("dropping job %s: %s", job.id, lost)
+                self._forget(job)
+            except JobCannotRun as error:
+                self._finish(job, JobState.FAILED, str(error))
+            except StorageError:
+                raise  # the database, not the job, is in trouble: the caller decides
+            except Exception as error:  # a bug in a strategy must not take other jobs down
+                log.exception("job %s stopped by an internal error", job.id)
+                self._finish(job, JobState.FAILED, f"internal error in the controller: {error!r}")
+        return busy
+
+    # ----------------------------------------------------------------- claiming
+
+    def _claim_jobs(self) -> bool:
+        claimed = False
+        lease = self.settings.controller.lease_seconds
+        while (record := self.store.claim_job(self.owner, lease)) is not None:
+            claimed = True
+            try:
+                job = self._start(record)
+            except JobCannotRun as error:
+                self.store.finish_job(record.id, self.owner, JobState.FAILED, str(error))
+                log.warning("job %s cannot run: %s", record.id, error)
+                continue
+            self._jobs[job.id] = job
+            self._resume_unfinished_trials(job)
+        return claimed
+
+    def _start(self, record: JobRecord) -> _ActiveJob:
+        spec = record.spec
+        try:
+            space = get_space(record.space or spec["space"])
+        except Exception as error:
+            raise JobCannotRun(f"the search space cannot be loaded: {error}") from error
+        if record.space is None:
+            self.store.save_space(record.id, self.owner, space.to_dict())
+        try:
+            self.executor.check_resources(spec["budget"]["resources"])
+        except ResourceUnavailable as error:
+            raise JobCannotRun(str(error)) from error
+        strategy_spec = spec["strategy"]
+        try:
+            strategy = create_strategy(
+                strategy_spec["name"], space, spec.get("seed"), strategy_spec["options"]
+            )
+            if record.strategy_state is not None:
+                strategy.set_state(record.strategy_state)
+        except Exception as error:
+            raise JobCannotRun(f"the strategy cannot start: {error}") from error
+        log.info("job %s: %s", record.id, "resumed" if record.strategy_state else "started")
+        return _ActiveJob(record, strategy, space.to_dict())
+
+    def _resume_unfinished_trials(self, job: _ActiveJob) -> None:
+        # Trials a dead controller had stored or started: their workers died with it (or
+        # will be ignored, since the new attempt gets a new token), so start them again.
+        unfinished, _ = self.store.list_trials(job.id, states={TrialState.QUEUED, TrialState.RUNNING})
+        for trial in unfinished:
+            self._launch(job, trial)
+
+    # ---------------------------------------------------------------- advancing
+
+    def _advance(self, job: _ActiveJob) -> bool:
+        busy = self._tell_results(job)
+        if job.id not in self._jobs:  # the results stopped the job
+            return True
+        self._renew_lease(job)
+        budget = job.record.budget
+        counts = self.store.trial_counts(job.id)
+        created = sum(counts.values())
+        in_flight = counts[TrialState.QUEUED] + counts[TrialState.RUNNING]
+        while not job.exhausted and created < budget["trials"] and in_flight < budget["concurrency"]:
+            asked = job.strategy.ask()
+            if asked is WAIT:
+                break
+            if asked is FINISHED:
+                job.exhausted = True
+                break
+            assert isinstance(asked, Proposal)
+            trial = self.store.add_trial(job.id, self.owner, asked.id, asked.params, job.strategy.get_state())
+            self._launch(job, trial)
+            created += 1
+            in_flight += 1
+            busy = True
+        if in_flight == 0 and (created >= budget["trials"] or job.exhausted):
+            reason = None if created >= budget["trials"] else "the strategy had nothing more to propose"
+            self._finish(job, JobState.COMPLETED, reason)
+            return True
+        return busy
+
+    def _tell_results(self, job: _ActiveJob) -> bool:
+        finished, _ = self.store.list_trials(
+            job.id, states={TrialState.COMPLETED, TrialState.FAILED}, told=False
+        )
+        for trial in sorted(finished, key=lambda t: (t.finished_at or t.created_at, t.number)):
+            job.strategy.tell(trial.proposal_id, Result(trial.reward, trial.metrics))
+            self.store.mark_told(trial.id, self.owner, job.strategy.get_state())
+            self._trial_jobs.pop(trial.id, None)
+            if trial.state is TrialState.COMPLETED:
+                job.consecutive_failures = 0
+                continue
+            job.consecutive_failures += 1
+            job.last_error = trial.error
+            limit = self.settings.controller.max_consecutive_failures
+            if job.consecutive_failures >= limit:
+                last = (trial.error or "no error text").strip().splitlines()[-1]
+                self._finish(job, JobState.FAILED, f"{limit} trials failed in a row; the last one: {last}")
+                return True
+        return bool(finished)
+
+    def _launch(self, job: _ActiveJob, trial: TrialRecord) -> None:
+        token, token_hash = new_report_token()
+        try:
+            running = self.store.set_trial_state(trial.id, TrialState.RUNNING, token_hash=token_hash)
+        except TrialFinished:
+            return
+        spec = job.record.spec
+        task = TrialTask(
+            trial_id=trial.id,
+            job_id=job.id,
+            attempt=running.attempts,
+            token=token,
+            report_url=self.settings.report_url,
+            dataset=spec["dataset"],
+            space=job.space,
+            params=trial.params,
+            epochs=spec["budget"]["epochs"],
+            seed=spec.get("seed") or 0,
+        )
+        self._trial_jobs[trial.id] = job.id
+        self.executor.submit(task, spec["budget"]["resources"])
+
+    def _handle_outcome(self, outcome: Outcome) -> None:
+        job_id = self._trial_jobs.get(outcome.trial_id)
+        job = self._jobs.get(job_id) if job_id is not None else None
+        if job is None:
+            return  # a worker of a job this controller no longer drives
+        trial = self.store.get_trial(outcome.trial_id)
+        if trial.state.is_finished():
+            return  # the worker reported; the next pass tells the strategy
+        error = outcome.error or "the worker ended without a final report"
+        if outcome.retryable and trial.attempts <= self.settings.controller.max_retries:
+            log.warning("trial %s attempt %s failed, retrying: %s", trial.id, trial.attempts, error)
+            self.store.note_trial_error(trial.id, error)
+            self._launch(job, trial)
+            return
+        why = "cannot be built" if not outcome.retryable else f"failed {trial.attempts} times"
+        with contextlib.suppress(TrialFinished):
+            self.store.set_trial_state(trial.id, TrialState.FAILED, error=f"the trial {why}: {error}")
+
+    def _renew_lease(self, job: _ActiveJob) -> None:
+        lease = self.settings.controller.lease_seconds
+        if time.monotonic() - job.lease_renewed_at > lease / 3:
+            self.store.renew_lease(job.id, self.owner, lease)
+            job.lease_renewed_at = time.monotonic()
+
+    def _finish(self, job: _ActiveJob, state: JobState, reason: str | None) -> None:
+        for trial_id, job_id in list(self._trial_jobs.items()):
+            if job_id == job.id:
+                self.executor.cancel(trial_id)
+                with contextlib.suppress(TrialFinished):
+                    self.store.set_trial_state(trial_id, TrialState.CANCELLED, error="the job ended")
+        try:
+            self.store.finish_job(job.id, self.owner, state, reason)
+            log.info("job %s %s%s", job.id, state.value, f": {reason}" if reason else "")
+        except LeaseLost:
+            pass
+        self._forget(job)
+
+    def _forget(self, job: _ActiveJob) -> None:
+        self._jobs.pop(job.id, None)
+        for trial_id, job_id in list(self._trial_jobs.items()):
+            if job_id == job.id:
+                del self._trial_jobs[trial_id]

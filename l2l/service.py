@@ -1,0 +1,118 @@
+"""The service layer: what the API (and the command line) may do, in the product's terms.
+
+Routes call these functions and nothing lower; each takes the store explicitly so it
+works the same from a web request, a CLI command or a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from l2l.jobspec import JobSpec, validate_job
+from l2l.records import JobRecord, TrialRecord
+from l2l.rewards import reward_from_metrics, why_no_reward
+from l2l.settings import Settings
+from l2l.states import TrialState
+from l2l.store import Store, TrialFinished
+
+
+class Forbidden(Exception):
+    """The caller's credentials do not allow this."""
+
+
+class NotRunning(Exception):
+    """The trial is not in a state that accepts reports."""
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    trial: TrialRecord
+    #: False when the report changed nothing (a repeat, or a report of a finished trial).
+    changed: bool
+    message: str
+
+
+def new_report_token() -> tuple[str, str]:
+    """A fresh per-attempt token and the hash the store keeps of it."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def submit_job(store: Store, spec: JobSpec, settings: Settings) -> JobRecord:
+    """Validate and queue a job; raises InvalidJob (nothing stored) if it cannot run."""
+    normalised = validate_job(spec, settings)
+    space_name = normalised["space"].get("name") or "keras_tuner"
+    name = spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
+    return store.create_job(name, normalised)
+
+
+def check_report_token(store: Store, trial_id: int, token: str | None) -> None:
+    """Raise Forbidden unless ``token`` is the current token of trial ``trial_id``."""
+    expected = store.trial_token_hash(trial_id)  # raises NotFound for an unknown trial
+    if not token:
+        raise Forbidden("send the trial's report token as 'Authorization: Bearer <token>'")
+    if expected is None or not hmac.compare_digest(expected, hash_token(token)):
+        raise Forbidden(f"this token does not belong to trial {trial_id}'s current attempt")
+
+
+def report_trial(
+    store: Store,
+    trial_id: int,
+    token: str | None,
+    metrics: Mapping[str, Any],
+    *,
+    step: int | None = None,
+    final: bool = False,
+) -> ReportOutcome:
+    """Take a worker's report: intermediate metrics at ``step``, or the final metrics.
+
+    Idempotent: reporting a finished trial again changes nothing and says so. A final
+    report whose objective metric is missing or not finite fails the trial.
+    """
+    check_report_token(store, trial_id, token)
+    trial = store.get_trial(trial_id)
+    if trial.state.is_finished():
+        return ReportOutcome(trial, False, f"trial {trial_id} already {trial.state.value}; report ignored")
+    if trial.state is not TrialState.RUNNING:
+        raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
+    try:
+        if not final:
+            if step is None:
+                raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
+            added = store.add_metrics(trial_id, step, metrics)
+            message = f"step {step} recorded" if added else f"step {step} was already recorded; ignored"
+            return ReportOutcome(store.get_trial(trial_id), added, message)
+        if step is not None:
+            store.add_metrics(trial_id, step, metrics)
+        objective = store.get_job(trial.job_id).spec["objective"]
+        reward = reward_from_metrics(metrics, objective)
+        if reward is None:
+            failed = store.set_trial_state(
+                trial_id, TrialState.FAILED, metrics=metrics, error=why_no_reward(metrics, objective)
+            )
+            return ReportOutcome(failed, True, f"trial {trial_id} failed: {failed.error}")
+        done = store.set_trial_state(trial_id, TrialState.COMPLETED, reward=reward, metrics=metrics)
+        return ReportOutcome(done, True, f"trial {trial_id} completed with reward {reward:.6g}")
+    except TrialFinished as finished:
+        # Another report of the same trial won the race; this one changes nothing.
+        return ReportOutcome(finished.trial, False, f"{finished}; report ignored")
+
+
+def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
+    counts = store.trial_counts(job.id)
+    best = store.get_trial(job.best_trial_id) if job.best_trial_id is not None else None
+    if best is None:
+        completed, _ = store.list_trials(
+            job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
+        )
+        best = completed[0] if completed else None
+    return {"counts": counts, "best": best}

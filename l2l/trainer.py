@@ -1,0 +1,82 @@
+"""The worker side of a trial: build the model, train it, report to the service.
+
+Runs inside a Ray worker (or any process). It uses only backend-neutral Keras, never
+TensorFlow or keras_tuner directly, so a worker may run with KERAS_BACKEND=jax or
+torch (a GPU machine may have JAX and no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from l2l.executor import TrialBuildError, TrialTask
+from l2l.reporter import Reporter
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def run_trial(task_data: dict[str, Any], cpus: float | None = None) -> dict[str, Any]:
+    """Train one trial and report each epoch and the final metrics; returns the final metrics.
+
+    Raises TrialBuildError if the parameters do not give a model; any other exception
+    is a crash the job loop may retry.
+    """
+    task = TrialTask(**task_data)
+    _limit_threads(cpus)
+    import keras
+
+    from l2l.datasets import load_dataset
+    from search_spaces import get_space
+
+    data = load_dataset(task.dataset, seed=task.seed)
+    space = get_space(task.space)
+    # Same data split for every trial of a job; different initial weights per trial.
+    keras.utils.set_random_seed((task.seed * 100_003 + task.trial_id) % 2**31)
+    try:
+        model = space.load_builder()(task.params, data.info, space.settings)
+    except Exception as error:
+        raise TrialBuildError(f"cannot build a model from {task.params}: {error!r}") from error
+
+    reporter = Reporter(task.report_url, task.trial_id, task.token)
+    batch_size = int(task.params.get("batch_size") or space.settings.get("batch_size") or DEFAULT_BATCH_SIZE)
+    started = time.perf_counter()
+    history = model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        epochs=task.epochs,
+        batch_size=batch_size,
+        verbose=0,
+        callbacks=[_epoch_reports(reporter)],
+    )
+    metrics: dict[str, Any] = {name: values[-1] for name, values in history.history.items()}
+    metrics["train_seconds"] = time.perf_counter() - started
+    metrics["parameters"] = model.count_params()
+    reporter.final(metrics)
+    return metrics
+
+
+def _limit_threads(cpus: float | None) -> None:
+    # A trial granted one CPU should use one core, or two trials fight over both. The
+    # backends read these variables when first imported, so only the first trial of a
+    # worker process sets them.
+    if cpus is None or "keras" in sys.modules:
+        return
+    threads = str(max(1, int(cpus)))
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _epoch_reports(reporter: Reporter) -> Any:
+    import keras
+
+    class EpochReports(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            reporter.step(epoch, logs or {})
+
+    return EpochReports()

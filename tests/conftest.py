@@ -1,0 +1,128 @@
+"""Shared fixtures: a real database of every kind this machine has, and a live API server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from l2l.settings import Settings
+from l2l.store import Store
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "L2L_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_reachable() -> bool:
+    try:
+        import psycopg
+
+        url = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+POSTGRES = _postgres_reachable()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    if not POSTGRES:
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_ADMIN_URL}")
+    import psycopg
+
+    admin = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"l2l_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _fresh_postgres_store(url: str) -> Store:
+    store = Store(url)
+    store.migrate()
+    with store._write_engine.begin() as connection:  # empty tables, same schema
+        connection.exec_driver_sql("TRUNCATE jobs, trials, trial_metrics RESTART IDENTITY CASCADE")
+    return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty store on SQLite and, where a server answers, on PostgreSQL."""
+    if request.param == "sqlite":
+        store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
+        store.migrate()
+    else:
+        store = _fresh_postgres_store(request.getfixturevalue("postgres_url"))
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(tmp_path: Path, port: int = 8000, **controller: float) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        api={"host": "127.0.0.1", "port": port},
+        controller={"poll_seconds": 0.05, "lease_seconds": 30, **controller},
+    )
+
+
+class LiveServer:
+    """The real FastAPI app under uvicorn in a thread, on a free port."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        import uvicorn
+
+        from api.main import create_app
+
+        self.settings = settings
+        config = uvicorn.Config(
+            create_app(settings, store),
+            host="127.0.0.1",
+            port=settings.api.port,
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.settings.report_url
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -257,7 +257,7 @@ class Store:
                 row.finished_at = now
                 row.reward = reward if state is TrialState.COMPLETED else None
             if metrics is not None:
-                row.metrics = dict(metrics)
+                row.metrics = _json_safe(metrics)
             if error is not None:
                 row.error = error
             return _trial_record(row, row.job.best_trial_id)
@@ -279,7 +279,7 @@ class Store:
             )
             if exists:
                 return False
-            session.add(MetricRow(trial_id=trial_id, step=step, values=dict(values)))
+            session.add(MetricRow(trial_id=trial_id, step=step, values=_json_safe(values)))
             return True
 
     def mark_told(self, trial_id: int, owner: str, strategy_state: Mapping[str, Any]) -> None:
@@ -363,6 +363,14 @@ def _make_engine(url: str, immediate: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN or infinity (PostgreSQL refuses them); null keeps "no usable value".
+    return {
+        name: None if isinstance(value, float) and not math.isfinite(value) else value
+        for name, value in values.items()
+    }
 
 
 def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> Any:

@@ -1,0 +1,342 @@
+"""The datasets a job can train on, checked cheaply and loaded with a seeded split.
+
+A dataset spec is a built-in name that needs no download (``"digits"``,
+``"breast_cancer"``, ``"wine"`` from scikit-learn, or ``{"name": "digits"}``) or a
+CSV file: ``{"name": "csv", "path": "/abs/file.csv", "target": "column"}``, with an
+optional ``"task"`` ("classification" or "regression") overriding the guess.
+
+:func:`check_dataset_spec` is what the API calls: pure Python and the ``csv``
+module, no NumPy or scikit-learn. :func:`load_dataset` makes the arrays a worker
+trains on. No Keras here; what a builder needs to know is the returned
+:class:`~search_spaces.spec.DataInfo`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from search_spaces.spec import DataInfo
+
+#: Built-in datasets and the kind of data each one is.
+BUILT_IN_KINDS = {"digits": "image", "breast_cancer": "tabular", "wine": "tabular"}
+
+TASKS = ("classification", "regression")
+
+#: Cells read as missing values in a CSV (compared lower-cased, stripped).
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+
+#: Fewer rows than this cannot give both a training and a validation set worth the name.
+MIN_ROWS = 10
+
+#: A numeric target of whole numbers with more distinct values than this is a regression target.
+MAX_NUMERIC_CLASSES = 20
+
+#: A text column keeps its most frequent categories only, so an ID column cannot explode the width.
+MAX_CATEGORIES = 100
+
+_CSV_KEYS = ("name", "path", "target", "task", "kind")
+_BUILT_IN_KEYS = ("name", "task", "kind")
+
+
+class DatasetError(ValueError):
+    """A dataset spec or file is unusable. The message says what to fix."""
+
+
+@dataclass
+class Dataset:
+    """Training and validation arrays plus what a builder needs to know about them.
+
+    Features are float32; labels are int32 class indices (classification) or float32
+    (regression). ``class_names[i]`` is the original label of class ``i``.
+    """
+
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+    info: DataInfo
+    feature_names: tuple[str, ...] = ()
+    class_names: tuple[str, ...] = ()
+
+
+def dataset_names() -> list[str]:
+    """The built-in datasets; ``"csv"`` is always available too."""
+    return sorted(BUILT_IN_KINDS)
+
+
+def dataset_kind(spec: str | Mapping[str, Any]) -> str:
+    """``"image"`` or ``"tabular"``, from the spec alone (a CSV is not read)."""
+    name = _name_of(spec)
+    return "tabular" if name == "csv" else BUILT_IN_KINDS[name]
+
+
+def check_dataset_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a spec and return it normalised with ``kind`` and ``task``.
+
+    For a CSV this reads the file once with the ``csv`` module: the path must be
+    readable, the target a column of the header, at least :data:`MIN_ROWS` rows must
+    have a target and the target must take at least two values.
+    """
+    name = _name_of(spec)
+    given = {"name": name} if isinstance(spec, str) else dict(spec)
+    if name != "csv":
+        _reject_unknown_keys(given, _BUILT_IN_KEYS, name)
+        normalised = {"name": name, "kind": BUILT_IN_KINDS[name], "task": "classification"}
+    else:
+        _reject_unknown_keys(given, _CSV_KEYS, name)
+        normalised = _check_csv_spec(given)
+    for key in ("kind", "task"):
+        if key in given and given[key] != normalised[key]:
+            raise DatasetError(f"dataset {name!r} has {key} {normalised[key]!r}, not {given[key]!r}")
+    return normalised
+
+
+def load_dataset(spec: str | Mapping[str, Any], seed: int = 0, validation_fraction: float = 0.2) -> Dataset:
+    """The dataset split into training and validation parts, the same for the same seed.
+
+    Classification splits are stratified. Tabular features are standardised with the
+    training part's statistics; a CSV's missing values are filled with the training
+    part's median (numbers) or most frequent value (text, then one-hot encoded).
+    """
+    if not 0 < validation_fraction < 1:
+        raise DatasetError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
+    normalised = check_dataset_spec(spec)
+    if normalised["name"] == "csv":
+        return _load_csv(normalised, seed, validation_fraction)
+    return _load_built_in(normalised["name"], seed, validation_fraction)
+
+
+# -- spec checking (pure Python) -------------------------------------------------------------------
+
+
+def _name_of(spec: Any) -> str:
+    if isinstance(spec, Mapping):
+        name = spec.get("name")
+    elif isinstance(spec, str):
+        name = spec
+    else:
+        raise DatasetError(f"a dataset is a name or a mapping, got {type(spec).__name__}")
+    if name != "csv" and name not in BUILT_IN_KINDS:
+        choices = ", ".join([*dataset_names(), "csv"])
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {choices}")
+    return str(name)
+
+
+def _reject_unknown_keys(given: Mapping[str, Any], allowed: Sequence[str], name: str) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise DatasetError(f"dataset {name!r} does not take {unknown}; allowed keys: {', '.join(allowed)}")
+
+
+def _check_csv_spec(given: Mapping[str, Any]) -> dict[str, Any]:
+    path, target = given.get("path"), given.get("target")
+    if not isinstance(path, str) or not path:
+        raise DatasetError("a csv dataset needs 'path', the CSV file to read")
+    if not isinstance(target, str) or not target:
+        raise DatasetError("a csv dataset needs 'target', the name of the column to predict")
+    path = os.path.abspath(path)
+    header, rows = _read_csv(path)
+    if target not in header:
+        raise DatasetError(f"target column {target!r} is not in {path}; its columns are {', '.join(header)}")
+    if len(header) < 2:
+        raise DatasetError(f"{path} has no feature columns besides the target {target!r}")
+    column = header.index(target)
+    labels = [row[column] for row in rows if not _is_missing(row[column])]
+    if len(labels) < MIN_ROWS:
+        raise DatasetError(
+            f"{path} has {len(labels)} rows with a {target!r} value; at least {MIN_ROWS} needed"
+        )
+    task = given.get("task") or _guess_task(labels)
+    if task not in TASKS:
+        raise DatasetError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
+    distinct = set(labels)
+    if len(distinct) < 2:
+        raise DatasetError(f"target {target!r} in {path} has a single value {labels[0]!r}; nothing to learn")
+    if task == "regression" and not all(_as_number(v) is not None for v in labels):
+        raise DatasetError(f"target {target!r} in {path} has non-numeric values; regression needs numbers")
+    return {"name": "csv", "path": path, "target": target, "kind": "tabular", "task": task}
+
+
+def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
+    try:
+        # utf-8-sig drops the byte-order mark spreadsheets put before the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            rows = [row for row in reader if any(cell.strip() for cell in row)]
+    except FileNotFoundError as error:
+        raise DatasetError(f"CSV file {path} does not exist") from error
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise DatasetError(f"cannot read CSV file {path}: {error}") from error
+    if not header:
+        raise DatasetError(f"CSV file {path} is empty; it needs a header row naming the columns")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise DatasetError(f"CSV file {path} repeats columns {duplicates}")
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header):
+            raise DatasetError(f"{path} line {number} has {len(row)} fields; the header has {len(header)}")
+    return header, rows
+
+
+def _guess_task(labels: Sequence[str]) -> str:
+    numbers = [_as_number(v) for v in labels]
+    if any(n is None for n in numbers):
+        return "classification"
+    whole = all(n == int(n) for n in numbers if n is not None)
+    return "classification" if whole and len(set(numbers)) <= MAX_NUMERIC_CLASSES else "regression"
+
+
+def _is_missing(cell: str) -> bool:
+    return cell.strip().lower() in MISSING
+
+
+def _as_number(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+# -- loading (NumPy, scikit-learn) -----------------------------------------------------------------
+
+
+def _load_built_in(name: str, seed: int, validation_fraction: float) -> Dataset:
+    import numpy as np
+    from sklearn import datasets as sk_datasets
+
+    loaders = {
+        "digits": sk_datasets.load_digits,
+        "breast_cancer": sk_datasets.load_breast_cancer,
+        "wine": sk_datasets.load_wine,
+    }
+    bunch = loaders[name]()
+    y = np.asarray(bunch.target, dtype=np.int32)
+    train, val = _split(y, "classification", validation_fraction, seed)
+    if name == "digits":
+        # Pixel intensities are 0..16; images keep their shape for convolutional spaces.
+        x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[..., np.newaxis]
+        x_train, x_val = x[train], x[val]
+    else:
+        x = np.asarray(bunch.data, dtype=np.float32)
+        x_train, x_val = _standardise(x[train], x[val])
+    info = DataInfo(
+        input_shape=tuple(int(d) for d in x.shape[1:]),
+        num_classes=len(bunch.target_names),
+        task="classification",
+        kind=BUILT_IN_KINDS[name],
+    )
+    feature_names = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
+    class_names = tuple(str(c) for c in bunch.target_names)
+    return Dataset(x_train, y[train], x_val, y[val], info, feature_names, class_names)
+
+
+def _load_csv(spec: Mapping[str, Any], seed: int, validation_fraction: float) -> Dataset:
+    import numpy as np
+
+    header, rows = _read_csv(spec["path"])
+    target = header.index(spec["target"])
+    rows = [row for row in rows if not _is_missing(row[target])]
+    labels = [row[target].strip() for row in rows]
+    if spec["task"] == "regression":
+        y = np.asarray([float(v) for v in labels], dtype=np.float32)
+        class_names: tuple[str, ...] = ()
+    else:
+        class_names = _sorted_labels(set(labels))
+        index = {label: i for i, label in enumerate(class_names)}
+        y = np.asarray([index[label] for label in labels], dtype=np.int32)
+    train, val = _split(y, spec["task"], validation_fraction, seed)
+
+    train_parts, val_parts, feature_names = [], [], []
+    for column, name in enumerate(header):
+        if column == target:
+            continue
+        cells = [row[column].strip() for row in rows]
+        encoded = _encode_column(name, cells, train, val)
+        if encoded is not None:
+            train_parts.append(encoded[0])
+            val_parts.append(encoded[1])
+            feature_names.extend(encoded[2])
+    if not train_parts:
+        raise DatasetError(f"{spec['path']} has no usable feature column (all values missing)")
+    x_train = np.concatenate(train_parts, axis=1).astype(np.float32)
+    x_val = np.concatenate(val_parts, axis=1).astype(np.float32)
+    info = DataInfo(
+        input_shape=(x_train.shape[1],),
+        num_classes=1 if spec["task"] == "regression" else len(class_names),
+        task=spec["task"],
+        kind="tabular",
+    )
+    return Dataset(x_train, y[train], x_val, y[val], info, tuple(feature_names), class_names)
+
+
+def _encode_column(name: str, cells: list[str], train: Any, val: Any) -> tuple[Any, Any, list[str]] | None:
+    """Standardised numbers, or one-hot categories, fitted on the training rows; None if empty."""
+    import numpy as np
+
+    present = [c for c in cells if not _is_missing(c)]
+    if not present:
+        return None
+    if all(_as_number(c) is not None for c in present):
+        values = np.asarray([np.nan if _is_missing(c) else float(c) for c in cells], dtype=np.float64)
+        train_values = values[train]
+        known = train_values[~np.isnan(train_values)]
+        fill = float(np.median(known)) if known.size else 0.0
+        values = np.where(np.isnan(values), fill, values)[:, np.newaxis]
+        x_train, x_val = _standardise(values[train], values[val])
+        return x_train, x_val, [name]
+    train_cells = [cells[i] for i in train if not _is_missing(cells[i])]
+    counts = Counter(train_cells or present)
+    fill = counts.most_common(1)[0][0]
+    categories = sorted(c for c, _ in counts.most_common(MAX_CATEGORIES))
+    position = {c: i for i, c in enumerate(categories)}
+    one_hot = np.zeros((len(cells), len(categories)), dtype=np.float32)
+    for row, cell in enumerate(cells):
+        # A category never seen in training (or beyond the cap) is all zeros.
+        column = position.get(fill if _is_missing(cell) else cell)
+        if column is not None:
+            one_hot[row, column] = 1.0
+    return one_hot[train], one_hot[val], [f"{name}={c}" for c in categories]
+
+
+def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
+    # Numeric labels in numeric order, so "10" comes after "9".
+    if all(_as_number(label) is not None for label in labels):
+        return tuple(sorted(labels, key=lambda label: float(label)))
+    return tuple(sorted(labels))
+
+
+def _split(y: Any, task: str, validation_fraction: float, seed: int) -> tuple[Any, Any]:
+    """Row indices of the training and validation parts; stratified for classification."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    groups = (
+        [np.flatnonzero(y == label) for label in np.unique(y)]
+        if task == "classification"
+        else [np.arange(len(y))]
+    )
+    train, val = [], []
+    for group in groups:
+        shuffled = rng.permutation(group)
+        # A class with one row stays in training; every other class appears on both sides.
+        count = 0 if len(group) < 2 else min(max(round(len(group) * validation_fraction), 1), len(group) - 1)
+        val.append(shuffled[:count])
+        train.append(shuffled[count:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def _standardise(x_train: Any, x_val: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # A constant column stays constant (zero) instead of dividing by 0.
+    return ((x_train - mean) / std).astype(np.float32), ((x_val - mean) / std).astype(np.float32)

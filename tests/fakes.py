@@ -1,0 +1,65 @@
+"""A fake trainer for job-loop tests: no Keras, but real HTTP reports to the real API.
+
+The executor runs each trial in a thread with a function that turns parameters into
+metrics, and reports them through :class:`l2l.reporter.Reporter`, as a Ray worker would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from l2l.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
+from l2l.reporter import Reporter
+
+Objective = Callable[[TrialTask], Mapping[str, Any]]
+
+
+def synthetic_metrics(task: TrialTask) -> dict[str, float]:
+    """A cheap objective over the mlp space: more units, less dropout, a mid learning rate."""
+    params = task.params
+    score = 0.5 + params["units"] / 1024 - params["dropout"] / 4 - abs(params["num_layers"] - 2) / 20
+    return {"val_accuracy": score, "val_loss": 1 - score, "accuracy": score}
+
+
+class ThreadExecutor:
+    def __init__(self, objective: Objective = synthetic_metrics, cpus: float = 4) -> None:
+        self.objective = objective
+        self.cpus = cpus
+        self.submitted: list[TrialTask] = []
+        self._done: list[Outcome] = []
+        self._lock = threading.Lock()
+
+    def check_resources(self, resources: Mapping[str, float]) -> None:
+        if resources.get("GPU", 0) > 0 or resources.get("CPU", 0) > self.cpus:
+            raise ResourceUnavailable(f"the test executor has {self.cpus} CPUs and no GPU")
+
+    def submit(self, task: TrialTask, resources: Mapping[str, float]) -> None:
+        self.submitted.append(task)
+        threading.Thread(target=self._run, args=(task,), daemon=True).start()
+
+    def _run(self, task: TrialTask) -> None:
+        outcome = Outcome(task.trial_id)
+        try:
+            metrics = self.objective(task)
+            reporter = Reporter(task.report_url, task.trial_id, task.token, attempts=2)
+            reporter.step(0, metrics)
+            reporter.final(metrics)
+        except TrialBuildError as error:
+            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", retryable=False)
+        except Exception as error:
+            outcome = Outcome(task.trial_id, f"{type(error).__name__}: {error}", retryable=True)
+        with self._lock:
+            self._done.append(outcome)
+
+    def poll(self) -> list[Outcome]:
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def cancel(self, trial_id: int) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass

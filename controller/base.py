@@ -11,7 +11,8 @@ learns from their rewards. The job loop drives it:
   strategy's.
 * ``tell(proposal_id, result)`` reports the outcome of an earlier proposal, in any
   order and at most once each. ``result.reward`` is ``None`` when the trial failed;
-  a failed trial is never a reward of 0.
+  a failed trial is never a reward of 0. Telling an id that is not pending (never
+  proposed, or already told) raises :class:`UnknownProposalError`.
 * ``get_state()`` returns JSON-able data; ``set_state(state)`` on a fresh instance
   built with the same space and config restores it exactly, so the next ``ask()``
   gives the same proposal the original would have given. The loop saves the state
@@ -30,11 +31,12 @@ A complete strategy::
             return self._propose(self.space.from_indices([0] * len(self.space.decisions)))
 
         def tell(self, proposal_id, result):
-            pass
+            self._settle(proposal_id)  # raises for an unknown id; nothing to learn here
 """
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -59,9 +61,21 @@ class Result:
     reward: float | None
     metrics: Mapping[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # NaN or inf is a failed trial (reward None), decided by the reward function, not here
+        if self.reward is not None and not math.isfinite(self.reward):
+            raise ValueError(f"reward must be a finite number or None (failed), got {self.reward!r}")
+
     @property
     def failed(self) -> bool:
         return self.reward is None
+
+
+class UnknownProposalError(KeyError):
+    """``tell`` got an id that is not pending: never proposed, or already told."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class _Signal:
@@ -81,7 +95,12 @@ Ask = Union[Proposal, _Signal]
 
 
 class Strategy(ABC):
-    """Base class: owns the space, a seeded RNG and the proposal counter."""
+    """Base class: owns the space, a seeded RNG, the proposal counter and the pending proposals.
+
+    ``pending`` maps each proposal id that has not been told yet to its params;
+    ``_propose`` adds to it and ``_settle`` takes from it, and both are saved in the
+    state, so subclasses only keep what they add on top.
+    """
 
     #: The name jobs use to pick this strategy.
     name: ClassVar[str] = ""
@@ -93,6 +112,7 @@ class Strategy(ABC):
         self.seed = seed
         self.rng = random.Random(seed)
         self.next_id = 0
+        self.pending: dict[int, Params] = {}
 
     @abstractmethod
     def ask(self) -> Ask:
@@ -105,15 +125,36 @@ class Strategy(ABC):
     def get_state(self) -> dict[str, Any]:
         """JSON-able state; subclasses extend the dict returned here."""
         version, internal, gauss = self.rng.getstate()
-        return {"next_id": self.next_id, "rng": [version, list(internal), gauss]}
+        return {
+            "next_id": self.next_id,
+            "rng": [version, list(internal), gauss],
+            # a list of pairs: JSON object keys would turn the ids into strings
+            "pending": [[proposal_id, params] for proposal_id, params in self.pending.items()],
+        }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.next_id = int(state["next_id"])
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
+        self.pending = {int(proposal_id): dict(params) for proposal_id, params in state.get("pending", [])}
 
     def _propose(self, params: Params) -> Proposal:
         """Validate ``params`` and hand out the next proposal id."""
         proposal = Proposal(self.next_id, self.space.validate(params))
+        self.pending[proposal.id] = dict(proposal.params)
         self.next_id += 1
         return proposal
+
+    def _settle(self, proposal_id: int) -> Params:
+        """Take proposal ``proposal_id`` off ``pending`` and return its params.
+
+        Raises :class:`UnknownProposalError` if it is not pending, before the caller
+        has changed anything, so a bad ``tell`` leaves the strategy as it was.
+        """
+        try:
+            return self.pending.pop(proposal_id)
+        except KeyError:
+            told = "already told" if 0 <= proposal_id < self.next_id else "never proposed"
+            raise UnknownProposalError(
+                f"proposal {proposal_id} is not pending ({told}); pending: {sorted(self.pending)[:10]}"
+            ) from None

@@ -18,9 +18,9 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 Params = dict[str, Any]
 
 #: How many points a float range (or a very wide integer range) offers to
@@ -95,8 +95,8 @@ class IntRange:
         if len(grid) <= self.max_levels:
             return tuple(grid)
         picks = _spread(self.low, self.high, self.max_levels, self.log)
-        snapped = sorted({self.low + round((p - self.low) / self.step) * self.step for p in picks})
-        return tuple(min(v, self.high) for v in snapped)
+        # Snap down so that every level stays on the step grid and inside the range.
+        return tuple(sorted({self.low + int((p - self.low) // self.step) * self.step for p in picks}))
 
     def sample(self, rng: random.Random) -> int:
         if self.log:
@@ -107,7 +107,12 @@ class IntRange:
         return self.low + ((value - self.low) // self.step) * self.step
 
     def check(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value != int(value)
+        ):
             raise SpaceError(f"{self.name}={value!r} must be an integer")
         value = int(value)
         if not self.low <= value <= self.high or (value - self.low) % self.step:
@@ -117,7 +122,7 @@ class IntRange:
         return value
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "type": "int",
             "low": self.low,
@@ -125,6 +130,7 @@ class IntRange:
             "step": self.step,
             "log": self.log,
         }
+        return _with_max_levels(data, self.max_levels, IntRange.max_levels)
 
 
 @dataclass(frozen=True)
@@ -159,10 +165,17 @@ class FloatRange:
         return float(value)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": "float", "low": self.low, "high": self.high, "log": self.log}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "type": "float",
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+        }
+        return _with_max_levels(data, self.max_levels, DEFAULT_LEVELS)
 
 
-Decision = Union[Choice, IntRange, FloatRange]
+Decision = Choice | IntRange | FloatRange
 
 Builder = Callable[[Mapping[str, Any], DataInfo, Mapping[str, Any]], Any]
 
@@ -219,7 +232,7 @@ class SearchSpace:
         """Values for one level index per decision (the discrete view)."""
         if len(indices) != len(self.decisions):
             raise SpaceError(f"expected {len(self.decisions)} indices, got {len(indices)}")
-        return {d.name: d.levels()[i] for d, i in zip(self.decisions, indices)}
+        return {d.name: d.levels()[i] for d, i in zip(self.decisions, indices, strict=True)}
 
     def to_indices(self, params: Mapping[str, Any]) -> list[int]:
         """The nearest level index of each value (exact for choices and small int ranges)."""
@@ -276,13 +289,20 @@ def decision_from_dict(data: Mapping[str, Any]) -> Decision:
         if kind == "int":
             return IntRange(
                 name,
-                int(data["low"]),
-                int(data["high"]),
-                step=int(data.get("step", 1)),
+                _strict_int(data["low"]),
+                _strict_int(data["high"]),
+                step=_strict_int(data.get("step", 1)),
                 log=bool(data.get("log", False)),
+                max_levels=_strict_int(data.get("max_levels", IntRange.max_levels)),
             )
         if kind == "float":
-            return FloatRange(name, float(data["low"]), float(data["high"]), log=bool(data.get("log", False)))
+            return FloatRange(
+                name,
+                float(data["low"]),
+                float(data["high"]),
+                log=bool(data.get("log", False)),
+                max_levels=_strict_int(data.get("max_levels", DEFAULT_LEVELS)),
+            )
     except KeyError as error:
         raise SpaceError(f"decision {name!r} ({kind}) is missing {error.args[0]!r}") from error
     except (TypeError, ValueError) as error:
@@ -290,6 +310,25 @@ def decision_from_dict(data: Mapping[str, Any]) -> Decision:
             raise
         raise SpaceError(f"decision {name!r}: {error}") from error
     raise SpaceError(f"decision {name!r}: type must be 'choice', 'int' or 'float', not {kind!r}")
+
+
+def _strict_int(value: Any) -> int:
+    # int(2.7) would silently truncate a bound written by hand in JSON/YAML.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _with_max_levels(data: dict[str, Any], max_levels: int, default: int) -> dict[str, Any]:
+    # Only written when changed, so the usual description stays short.
+    if max_levels != default:
+        data["max_levels"] = max_levels
+    return data
 
 
 def _spread(low: float, high: float, count: int, log: bool) -> list[float]:

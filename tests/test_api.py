@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import make_settings
 from fastapi.testclient import TestClient
@@ -130,7 +132,7 @@ def test_report_flow_is_idempotent(client: TestClient, store: Store) -> None:
     assert trials["items"][0]["reward"] == 0.8
 
 
-@pytest.mark.parametrize("value", [None, "NaN", "missing"])
+@pytest.mark.parametrize("value", [None, float("nan"), "missing"])
 def test_nan_or_missing_reward_fails_the_trial(client: TestClient, store: Store, value: object) -> None:
     job_id = client.post("/jobs", json=JOB).json()["id"]
     trial_id = _running_trial(store, job_id)

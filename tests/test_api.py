@@ -99,16 +99,15 @@ def test_bad_jobs_get_a_clear_4xx_and_nothing_is_stored(
 def test_csv_without_the_named_target_is_refused(client: TestClient, tmp_path: Path) -> None:
     csv_file = tmp_path / "data.csv"
     csv_file.write_text("a,b,label\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40)))
-    ok = client.post(
-        "/jobs", json={**JOB, "dataset": {"name": "csv", "path": str(csv_file), "target": "label"}}
-    )
+
+    def submit(path: str, target: str) -> httpx.Response:
+        return client.post("/jobs", json={**JOB, "dataset": {"name": "csv", "path": path, "target": target}})
+
+    ok = submit(str(csv_file), "label")
     assert ok.status_code == 201, ok.text
-    bad = client.post("/jobs", json={**JOB, "dataset": {"name": "csv", "path": str(csv_file), "target": "y"}})
+    bad = submit(str(csv_file), "y")
     assert bad.status_code == 422 and "'y'" in bad.json()["detail"] and "label" in bad.json()["detail"]
-    missing = client.post(
-        "/jobs", json={**JOB, "dataset": {"name": "csv", "path": "/no/such.csv", "target": "y"}}
-    )
-    assert missing.status_code == 422
+    assert submit("/no/such.csv", "label").status_code == 422
     assert client.get("/jobs").json()["total"] == 1
 
 
@@ -141,9 +140,7 @@ def test_nan_or_missing_reward_fails_the_trial(client: TestClient, store: Store,
         metrics["val_accuracy"] = value
     body = {"final": True, "metrics": metrics}
     # Python's JSON writer turns float("nan") into the NaN token, as a careless worker would send.
-    content = (
-        str(body).replace("'", '"').replace('"NaN"', "NaN").replace("None", "null").replace("True", "true")
-    )
+    content = json.dumps(body)
     response = client.post(
         f"/trials/{trial_id}/report",
         content=content,

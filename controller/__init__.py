@@ -73,7 +73,7 @@ def create_strategy(
     config = _make_config(name, config_class, options or {})
     module_name, _, class_name = _REGISTRY[name][0].partition(":")
     strategy_class: type[Strategy] = getattr(importlib.import_module(module_name), class_name)
-    return strategy_class(space, seed=seed, config=config)  # type: ignore[call-arg]
+    return strategy_class(space, seed=seed, config=config)
 
 
 def _config_class(name: str) -> type:

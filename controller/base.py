@@ -41,7 +41,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from search_spaces.spec import Params, SearchSpace
 
@@ -91,7 +91,7 @@ WAIT = _Signal("WAIT")
 #: ``ask()`` will never propose anything again.
 FINISHED = _Signal("FINISHED")
 
-Ask = Union[Proposal, _Signal]
+Ask = Proposal | _Signal
 
 
 class Strategy(ABC):

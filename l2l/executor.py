@@ -48,6 +48,8 @@ class Outcome:
     error: str | None = None
     #: False when retrying cannot help (the model could not be built).
     retryable: bool = True
+    #: Which attempt's worker ended (None if the executor cannot tell).
+    attempt: int | None = None
 
 
 class Executor(Protocol):

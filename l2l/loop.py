@@ -111,6 +111,8 @@ class JobLoop:
         lease = self.settings.controller.lease_seconds
         while (record := self.store.claim_job(self.owner, lease)) is not None:
             claimed = True
+            if record.id in self._jobs:
+                continue  # our own lease ran out during a slow pass, and we took it back
             try:
                 job = self._start(record)
             except JobCannotRun as error:
@@ -177,6 +179,10 @@ class JobLoop:
             in_flight += 1
             busy = True
         if in_flight == 0 and (created >= budget["trials"] or job.exhausted):
+            # A trial may have finished since the results were told above: tell it first.
+            self._tell_results(job)
+            if job.id not in self._jobs:
+                return True
             reason = None if created >= budget["trials"] else "the strategy had nothing more to propose"
             self._finish(job, JobState.COMPLETED, reason)
             return True
@@ -232,6 +238,8 @@ class JobLoop:
         trial = self.store.get_trial(outcome.trial_id)
         if trial.state.is_finished():
             return  # the worker reported; the next pass tells the strategy
+        if outcome.attempt is not None and outcome.attempt != trial.attempts:
+            return  # an earlier attempt's worker; the current attempt decides
         error = outcome.error or "the worker ended without a final report"
         if outcome.retryable and trial.attempts <= self.settings.controller.max_retries:
             log.warning("trial %s attempt %s failed, retrying: %s", trial.id, trial.attempts, error)

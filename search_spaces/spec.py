@@ -116,9 +116,7 @@ class IntRange:
             raise SpaceError(f"{self.name}={value!r} must be an integer")
         value = int(value)
         if not self.low <= value <= self.high or (value - self.low) % self.step:
-            raise SpaceError(
-                f"{self.name}={value} is outside [{self.low}, {self.high}] (step {self.step})"
-            )
+            raise SpaceError(f"{self.name}={value} is outside [{self.low}, {self.high}] (step {self.step})")
         return value
 
     def to_dict(self) -> dict[str, Any]:
@@ -336,8 +334,12 @@ def _spread(low: float, high: float, count: int, log: bool) -> list[float]:
         return [low]
     if log:
         a, b = math.log(low), math.log(high)
-        return [math.exp(a + (b - a) * i / (count - 1)) for i in range(count)]
-    return [low + (high - low) * i / (count - 1) for i in range(count)]
+        points = [math.exp(a + (b - a) * i / (count - 1)) for i in range(count)]
+    else:
+        points = [low + (high - low) * i / (count - 1) for i in range(count)]
+    # Rounding can push the ends a hair outside the range, where validate() would refuse them.
+    points[0], points[-1] = low, high
+    return points
 
 
 def _nearest_level(decision: Decision, value: Any) -> int:

@@ -40,16 +40,16 @@ class ThreadExecutor:
         threading.Thread(target=self._run, args=(task,), daemon=True).start()
 
     def _run(self, task: TrialTask) -> None:
-        outcome = Outcome(task.trial_id)
+        outcome = Outcome(task.trial_id, attempt=task.attempt)
         try:
             metrics = self.objective(task)
             reporter = Reporter(task.report_url, task.trial_id, task.token, attempts=2)
             reporter.step(0, metrics)
             reporter.final(metrics)
         except TrialBuildError as error:
-            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", retryable=False)
+            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", False, task.attempt)
         except Exception as error:
-            outcome = Outcome(task.trial_id, f"{type(error).__name__}: {error}", retryable=True)
+            outcome = Outcome(task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt)
         with self._lock:
             self._done.append(outcome)
 

@@ -1,0 +1,144 @@
+"""One frozen config dataclass per strategy, and the checks that keep options sane.
+
+This module imports no TensorFlow: the API process validates a job's options with
+:func:`controller.check_options` long before any worker builds a strategy.
+
+Every field has a default, so ``{}`` is always a valid set of options. A config
+checks its own value ranges in ``__post_init__`` and raises :class:`StrategyError`
+with a message that names the option and says what values it takes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+class StrategyError(ValueError):
+    """An unknown strategy or a bad option for one. The message says what to fix."""
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    """Random search has no options: every proposal is an independent ``space.sample``."""
+
+
+@dataclass(frozen=True)
+class EvolutionConfig:
+    """Regularized ("aging") evolution, Real et al. 2019, run asynchronously."""
+
+    population_size: int = 20
+    """How many of the most recent successful trials stay alive; the first
+    ``population_size`` proposals are random, after that each one mutates a parent."""
+
+    sample_size: int = 5
+    """Tournament size: how many population members are drawn to pick the parent (the
+    best of them). Larger means greedier; 1 is random walk. Clipped to the population
+    while it is still filling."""
+
+    def __post_init__(self) -> None:
+        _require(
+            2 <= self.population_size <= 100_000,
+            "population_size",
+            "an integer in [2, 100000]",
+            self.population_size,
+        )
+        _require(
+            1 <= self.sample_size <= self.population_size,
+            "sample_size",
+            f"an integer in [1, population_size={self.population_size}]",
+            self.sample_size,
+        )
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    """An autoregressive LSTM policy trained with REINFORCE (Zoph & Le 2017, as in ENAS)."""
+
+    hidden_size: int = 64
+    """Units of the single LSTM layer that reads the previous decisions."""
+
+    embedding_size: int = 32
+    """Width of the learned start token and of each decision's level embeddings."""
+
+    learning_rate: float = 0.001
+    """Adam step size. ENAS used 3.5e-4 over tens of thousands of updates; a job here
+    sees a few hundred trials, so the policy has to move faster. With 1e-3 a planted
+    6 x 5 problem is solved in about 300 trials; 5e-3 solves it in 50 but risks
+    settling early on noisy rewards."""
+
+    adam_beta1: float = 0.9
+    """Adam's decay of the first-moment (mean gradient) estimate."""
+
+    adam_beta2: float = 0.999
+    """Adam's decay of the second-moment (squared gradient) estimate."""
+
+    adam_epsilon: float = 1e-8
+    """Added to Adam's denominator so a near-zero second moment cannot blow a step up."""
+
+    baseline_decay: float = 0.95
+    """The baseline is an exponential moving average of rewards:
+    ``b <- decay * b + (1 - decay) * reward``. It starts at the first reward."""
+
+    entropy_weight: float = 0.001
+    """Bonus for the policy's entropy (summed over decisions); keeps it exploring a
+    little longer. 0 turns it off."""
+
+    grad_clip_norm: float = 5.0
+    """Gradients are rescaled so their global norm is at most this; 0 turns clipping off."""
+
+    temperature: float = 1.0
+    """Logits are divided by this before the tanh; higher means a flatter policy."""
+
+    tanh_constant: float = 2.5
+    """Logits become ``tanh_constant * tanh(logits / temperature)`` so no option's
+    probability collapses to 0 (ENAS used 2.5). 0 turns the clipping off."""
+
+    batch_size: int = 1
+    """How many results are collected before one policy update (their loss is averaged)."""
+
+    failure_reward: float | None = None
+    """What a failed trial teaches. ``None`` (default): nothing, it is skipped, since a
+    failure says more about the infrastructure than the architecture. A number: it
+    is treated as that reward, e.g. the worst reward you expect, to steer the policy
+    away from configurations that fail."""
+
+    max_pending: int = 64
+    """At most this many proposals may wait for results; beyond it ``ask()`` returns
+    WAIT so the policy is never far behind the results it has been told."""
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.hidden_size <= 1024, "hidden_size", "an integer in [1, 1024]", self.hidden_size)
+        _require(
+            1 <= self.embedding_size <= 1024, "embedding_size", "an integer in [1, 1024]", self.embedding_size
+        )
+        _require(_positive(self.learning_rate), "learning_rate", "a number > 0", self.learning_rate)
+        for name in ("adam_beta1", "adam_beta2", "baseline_decay"):
+            value = getattr(self, name)
+            _require(0.0 <= value < 1.0, name, "a number in [0, 1)", value)
+        _require(_positive(self.adam_epsilon), "adam_epsilon", "a number > 0", self.adam_epsilon)
+        _require(_nonnegative(self.entropy_weight), "entropy_weight", "a number >= 0", self.entropy_weight)
+        _require(_nonnegative(self.grad_clip_norm), "grad_clip_norm", "a number >= 0", self.grad_clip_norm)
+        _require(_positive(self.temperature), "temperature", "a number > 0", self.temperature)
+        _require(_nonnegative(self.tanh_constant), "tanh_constant", "a number >= 0", self.tanh_constant)
+        _require(1 <= self.batch_size <= 1024, "batch_size", "an integer in [1, 1024]", self.batch_size)
+        _require(
+            self.failure_reward is None or math.isfinite(self.failure_reward),
+            "failure_reward",
+            "null or a finite number",
+            self.failure_reward,
+        )
+        _require(self.max_pending >= 1, "max_pending", "an integer >= 1", self.max_pending)
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _nonnegative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+def _require(ok: bool, option: str, expected: str, value: object) -> None:
+    if not ok:
+        raise StrategyError(f"option {option!r} must be {expected}, got {value!r}")

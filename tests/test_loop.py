@@ -1,0 +1,169 @@
+"""The job loop with a fake trainer: real store, real API over HTTP, real strategies."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import LiveServer, free_port, make_settings
+from fakes import ThreadExecutor, synthetic_metrics
+
+from l2l.executor import TrialBuildError, TrialTask
+from l2l.jobspec import JobSpec
+from l2l.loop import JobLoop
+from l2l.service import submit_job
+from l2l.settings import Settings
+from l2l.states import JobState, TrialState
+from l2l.store import Store
+
+JOB = {
+    "dataset": "wine",
+    "space": "mlp",
+    "budget": {"trials": 12, "concurrency": 3, "epochs": 1},
+    "seed": 3,
+}
+
+
+@pytest.fixture
+def live(store: Store, tmp_path: Path) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path, port=free_port(), max_retries=1, max_consecutive_failures=3)
+    with LiveServer(store, settings) as server:
+        yield server
+
+
+def _submit(store: Store, settings: Settings, **changes: object) -> int:
+    return submit_job(store, JobSpec.model_validate({**JOB, **changes}), settings).id
+
+
+def _run_until_done(loop: JobLoop, job_id: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not loop.store.get_job(job_id).state.is_finished():
+        assert time.monotonic() < deadline, f"job {job_id} did not finish in {seconds} s"
+        if not loop.step():
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution", "reinforce"])
+def test_a_job_runs_to_its_budget(store: Store, live: LiveServer, strategy: str) -> None:
+    executor = ThreadExecutor()
+    job_id = _submit(store, live.settings, strategy=strategy)
+    loop = JobLoop(store, executor, live.settings)
+    _run_until_done(loop, job_id)
+
+    job = store.get_job(job_id)
+    trials, total = store.list_trials(job_id)
+    assert job.state is JobState.COMPLETED and job.reason is None
+    assert total == 12 and len(executor.submitted) == 12
+    assert all(t.state is TrialState.COMPLETED and t.told for t in trials)
+    assert [t.number for t in trials] == list(range(12))
+    assert len({t.proposal_id for t in trials}) == 12
+    best = max(trials, key=lambda t: t.reward or 0)
+    assert job.best_trial_id == best.id and store.get_trial(best.id).is_best
+    assert job.strategy_state is not None and job.strategy_state["next_id"] == 12
+    # Each trial's intermediate report went through HTTP too.
+    assert [p.step for p in store.trial_metrics(best.id)] == [0]
+
+
+def test_concurrency_is_never_exceeded(store: Store, live: LiveServer) -> None:
+    in_flight: list[int] = []
+
+    def slow(task: TrialTask) -> dict[str, float]:
+        time.sleep(0.1)
+        return synthetic_metrics(task)
+
+    job_id = _submit(store, live.settings, strategy="random")
+    loop = JobLoop(store, ThreadExecutor(slow), live.settings)
+    deadline = time.monotonic() + 60
+    while not store.get_job(job_id).state.is_finished():
+        assert time.monotonic() < deadline
+        loop.step()
+        counts = store.trial_counts(job_id)
+        in_flight.append(counts[TrialState.QUEUED] + counts[TrialState.RUNNING])
+        time.sleep(0.01)
+    assert max(in_flight) == 3
+
+
+def test_build_errors_fail_without_retry_and_crashes_retry(store: Store, live: LiveServer) -> None:
+    crashes: dict[int, int] = {}
+
+    def flaky(task: TrialTask) -> dict[str, float]:
+        if task.params["num_layers"] == 1:
+            raise TrialBuildError("one layer is not allowed here")
+        crashes[task.trial_id] = crashes.get(task.trial_id, 0) + 1
+        if crashes[task.trial_id] == 1:
+            raise RuntimeError("worker lost")
+        return synthetic_metrics(task)
+
+    job_id = _submit(store, live.settings, strategy="random", budget={"trials": 8, "concurrency": 2})
+    loop = JobLoop(store, ThreadExecutor(flaky), live.settings)
+    _run_until_done(loop, job_id)
+    trials, _ = store.list_trials(job_id)
+    for trial in trials:
+        if trial.params["num_layers"] == 1:
+            assert trial.state is TrialState.FAILED and trial.attempts == 1
+            assert "cannot be built" in (trial.error or "")
+        else:
+            assert trial.state is TrialState.COMPLETED and trial.attempts == 2
+            assert "worker lost" in (trial.error or "")  # the retried attempt's traceback is kept
+
+
+def test_consecutive_failures_stop_the_job(store: Store, live: LiveServer) -> None:
+    def always_nan(task: TrialTask) -> dict[str, float]:
+        return {"val_accuracy": float("nan")}
+
+    job_id = _submit(store, live.settings, strategy="evolution", budget={"trials": 20, "concurrency": 1})
+    loop = JobLoop(store, ThreadExecutor(always_nan), live.settings)
+    _run_until_done(loop, job_id)
+    job = store.get_job(job_id)
+    assert job.state is JobState.FAILED
+    assert "3 trials failed in a row" in (job.reason or "") and "val_accuracy" in (job.reason or "")
+    trials, total = store.list_trials(job_id)
+    assert total == 3 and all(t.state is TrialState.FAILED and t.reward is None for t in trials)
+
+
+def test_resources_the_cluster_lacks_fail_the_job_with_a_reason(store: Store, live: LiveServer) -> None:
+    job_id = _submit(store, live.settings, budget={"trials": 2, "resources": {"GPU": 1}})
+    JobLoop(store, ThreadExecutor(), live.settings).step()
+    job = store.get_job(job_id)
+    assert job.state is JobState.FAILED and "GPU" in (job.reason or "")
+    assert store.list_trials(job_id)[1] == 0
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "reinforce"])
+def test_a_new_controller_resumes_where_the_old_one_stopped(
+    store: Store, live: LiveServer, strategy: str
+) -> None:
+    settings = live.settings.model_copy(
+        update={"controller": live.settings.controller.model_copy(update={"lease_seconds": 0.5})}
+    )
+    job_id = _submit(store, settings, strategy=strategy, budget={"trials": 10, "concurrency": 2})
+    first = JobLoop(store, ThreadExecutor(), settings, owner="first")
+    while sum(1 for t in store.list_trials(job_id)[0] if t.told) < 4:
+        first.step()
+        time.sleep(0.01)
+    state_when_stopped = store.get_job(job_id).strategy_state
+    created_when_stopped = store.list_trials(job_id)[1]
+    # The first controller dies here without a word: its lease runs out.
+    time.sleep(0.6)
+
+    second_executor = ThreadExecutor()
+    second = JobLoop(store, second_executor, settings, owner="second")
+    second.step()
+    resumed = second._jobs[job_id].strategy
+    assert resumed.get_state()["next_id"] >= state_when_stopped["next_id"]
+    _run_until_done(second, job_id)
+
+    job = store.get_job(job_id)
+    trials, total = store.list_trials(job_id)
+    assert job.state is JobState.COMPLETED and total == 10
+    assert all(t.state is TrialState.COMPLETED and t.told for t in trials), [
+        (t.number, t.state, t.told, t.error)
+        for t in trials
+        if t.state is not TrialState.COMPLETED or not t.told
+    ]
+    assert sorted(t.proposal_id for t in trials) == list(range(10))  # none lost, none twice
+    # Trials the first controller had in flight were started again, not proposed again.
+    restarted = {task.trial_id for task in second_executor.submitted if task.attempt > 1}
+    assert len(second_executor.submitted) == 10 - created_when_stopped + len(restarted)

@@ -99,12 +99,10 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         space = search_spaces.check_space_spec(spec.space)
     except SpaceError as error:
         raise InvalidJob(f"space: {error}") from error
-    kinds = _input_kinds(space)
-    if kinds is not None and dataset["kind"] not in kinds:
-        raise InvalidJob(
-            f"space {space.get('name')!r} models {' or '.join(sorted(kinds))} data, "
-            f"but dataset {dataset['name']!r} is {dataset['kind']}; pick another space or dataset"
-        )
+    try:
+        search_spaces.check_space_fits_data(space, dataset["kind"])
+    except SpaceError as error:
+        raise InvalidJob(f"{error}; pick another space or dataset") from error
 
     choice = (
         spec.strategy if isinstance(spec.strategy, StrategyChoice) else StrategyChoice(name=spec.strategy)
@@ -125,9 +123,3 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "objective": objective,
     }
 
-
-def _input_kinds(space_spec: dict[str, Any]) -> set[str] | None:
-    # A KerasTuner build(hp) space is only known once it is run, on the controller.
-    if "keras_tuner" in space_spec:
-        return None
-    return set(search_spaces.get_space(space_spec).input_kinds)

@@ -29,7 +29,7 @@ def run_trial(task_data: dict[str, Any], cpus: float | None = None) -> dict[str,
     import keras
 
     from l2l.datasets import load_dataset
-    from search_spaces import get_space
+    from search_spaces import batch_size_for, get_space
 
     data = load_dataset(task.dataset, seed=task.seed)
     space = get_space(task.space)
@@ -41,7 +41,7 @@ def run_trial(task_data: dict[str, Any], cpus: float | None = None) -> dict[str,
         raise TrialBuildError(f"cannot build a model from {task.params}: {error!r}") from error
 
     reporter = Reporter(task.report_url, task.trial_id, task.token)
-    batch_size = int(task.params.get("batch_size") or space.settings.get("batch_size") or DEFAULT_BATCH_SIZE)
+    batch_size = batch_size_for(space, task.params, DEFAULT_BATCH_SIZE)
     started = time.perf_counter()
     history = model.fit(
         data.x_train,

@@ -29,13 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("controller", help="run the job loop: claim jobs, propose trials, train on Ray")
     commands.add_parser("migrate", help="bring the database schema up to date")
     demo = commands.add_parser("demo", help="start the service and run a small REINFORCE search on digits")
-    demo.add_argument("--trials", type=int, default=16)
-    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--trials", type=int, default=24)
+    demo.add_argument("--epochs", type=int, default=4)
     demo.add_argument("--concurrency", type=int, default=2)
     demo.add_argument("--keep-serving", action="store_true", help="leave the service running afterwards")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    quiet = args.command == "demo"  # the demo prints its own progress
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, controller=not args.no_controller)

@@ -122,4 +122,3 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "seed": spec.seed,
         "objective": objective,
     }
-

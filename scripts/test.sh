@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install l2l with its test dependencies and run every test (SQLite, and PostgreSQL where one answers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh dev
+
+# The store's contract tests also run on PostgreSQL: start the local server if it is down.
+pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+if command -v pg_isready >/dev/null && ! pg_up && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+  for _ in $(seq 20); do pg_up && break; sleep 0.5; done
+fi
+if [ -z "${L2L_TEST_POSTGRES_URL:-}" ] && ! { command -v pg_isready >/dev/null && pg_up; }; then
+  echo "WARNING: no PostgreSQL server answers on 127.0.0.1:5432; running the SQLite tests only." >&2
+fi
+
+status=0
+.venv/bin/python -m pytest -q -rs "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$status"

@@ -39,11 +39,18 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
     if client.healthy():
         print(f"using the service already running at {client.base_url}")
     else:
-        print(
-            f"starting the service at {client.base_url} (SQLite in {get_settings().data_dir}, embedded Ray)"
-        )
-        # Own session, so stopping it stops its controller and Ray workers too.
-        server = subprocess.Popen([sys.executable, "-m", "l2l.cli", "serve"], start_new_session=True)
+        data_dir = get_settings().data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = data_dir / "serve.log"
+        print(f"starting the service at {client.base_url} (SQLite and embedded Ray; log in {log_path})")
+        with open(log_path, "ab") as log:
+            # Own session, so stopping it stops its controller and Ray workers too.
+            server = subprocess.Popen(
+                [sys.executable, "-m", "l2l.cli", "serve"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         client.wait_until_healthy(120)
     try:
         return _watch(client, client.submit_job(demo_job(trials, epochs, concurrency)))
@@ -79,9 +86,13 @@ def _watch(client: Client, job: dict[str, Any]) -> int:
     ordered = client.trials(job["id"], limit=500)["items"]
     first = [t["reward"] for t in ordered[:FIRST_TRIALS] if t["reward"] is not None]
     print(f"best architecture (trial {best['number']}): {_describe(best['params'])}")
-    print(f"best validation accuracy: {best['metrics'].get('val_accuracy', best['reward']):.4f}")
+    accuracy = best["metrics"].get("val_accuracy", best["reward"])
+    print(f"best validation accuracy: {accuracy:.4f}")
     if first:
-        print(f"mean of the first {len(first)} trials: {statistics.fmean(first):.4f}")
+        mean = statistics.fmean(first)
+        print(
+            f"mean of the first {len(first)} trials: {mean:.4f}; the best is {100 * (accuracy - mean):+.1f} points"
+        )
     return 0 if job["state"] == "completed" else 1
 
 

@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import Any
 
+from l2l.client import ApiError
 from l2l.settings import get_settings
 
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as error:
         print(f"l2l: {error}", file=sys.stderr)
         return 2
+    except ApiError as error:
+        print(f"l2l: {error}", file=sys.stderr)
+        return 1
 
 
 class UserFacingError(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -24,9 +24,12 @@ class Client:
         except httpx.TransportError:
             return False
 
-    def wait_until_healthy(self, seconds: float = 60.0) -> None:
+    def wait_until_healthy(self, seconds: float = 60.0, alive: Callable[[], bool] = lambda: True) -> None:
+        """Wait for /health to answer; give up after ``seconds`` or as soon as ``alive()`` is False."""
         deadline = time.monotonic() + seconds
         while not self.healthy():
+            if not alive():
+                raise ApiError(f"the service for {self.base_url} stopped before it answered")
             if time.monotonic() > deadline:
                 raise ApiError(f"the service at {self.base_url} did not answer within {seconds:.0f} s")
             time.sleep(0.5)

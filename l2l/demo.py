@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from l2l.client import Client
+from l2l.client import ApiError, Client
 from l2l.settings import get_settings
 
 #: Trials whose mean the best trial is compared with: the controller's first guesses.
@@ -51,7 +51,10 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        client.wait_until_healthy(120)
+        try:
+            client.wait_until_healthy(120, alive=lambda: server.poll() is None)
+        except ApiError as error:
+            raise ApiError(f"{error}; its log is {log_path}") from None
     try:
         return _watch(client, client.submit_job(demo_job(trials, epochs, concurrency)))
     finally:
@@ -90,9 +93,8 @@ def _watch(client: Client, job: dict[str, Any]) -> int:
     print(f"best validation accuracy: {accuracy:.4f}")
     if first:
         mean = statistics.fmean(first)
-        print(
-            f"mean of the first {len(first)} trials: {mean:.4f}; the best is {100 * (accuracy - mean):+.1f} points"
-        )
+        gain = 100 * (accuracy - mean)
+        print(f"mean of the first {len(first)} trials: {mean:.4f}; the best is {gain:+.1f} points")
     return 0 if job["state"] == "completed" else 1
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from l2l.records import JobRecord
+from l2l import service
+from l2l.records import JobRecord, TeamRecord
 from l2l.settings import Settings
 from l2l.store import NotFound, Store
 
@@ -25,9 +27,27 @@ StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_job_or_404(job_id: int, store: StoreDep) -> JobRecord:
+team_key = HTTPBearer(auto_error=False, scheme_name="team key", description="Your team's API key.")
+
+
+def get_team(
+    store: StoreDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(team_key)]
+) -> TeamRecord:
     try:
-        return store.get_job(job_id)
+        return service.authenticate(store, credentials.credentials if credentials else None)
+    except service.Unauthorized as error:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+
+
+TeamDep = Annotated[TeamRecord, Depends(get_team)]
+
+
+def get_job_or_404(job_id: int, store: StoreDep, team: TeamDep) -> JobRecord:
+    """The team's job; another team's job is a 404 too, so ids reveal nothing."""
+    try:
+        return store.get_job(job_id, team_id=team.id)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found") from None
 

@@ -122,6 +122,16 @@ class TrialReport(BaseModel):
     final: bool = Field(default=False, description="True for the last report, which carries the reward.")
 
 
+class MetricPointPublic(BaseModel):
+    step: int = Field(description="The epoch (0 is the first).")
+    values: dict[str, float | None]
+
+
+class TrialCurve(BaseModel):
+    trial_id: int
+    points: list[MetricPointPublic]
+
+
 class ReportAccepted(BaseModel):
     trial: TrialPublic
     changed: bool = Field(description="False when the report changed nothing (e.g. a repeat).")

@@ -29,14 +29,27 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--no-controller", action="store_true", help="run the API alone")
     commands.add_parser("controller", help="run the job loop: claim jobs, propose trials, train on Ray")
     commands.add_parser("migrate", help="bring the database schema up to date")
+    admin = commands.add_parser("admin", help="teams and API keys").add_subparsers(
+        dest="admin", required=True
+    )
+    create_team = admin.add_parser("create-team", help="make a team and print its API key (shown once)")
+    create_team.add_argument("name")
+    create_team.add_argument("--max-concurrent-jobs", type=int)
+    create_team.add_argument("--max-trials-per-job", type=int)
+    create_team.add_argument("--max-accelerators-per-job", type=float)
+    new_key = admin.add_parser("new-key", help="print a further API key for an existing team")
+    new_key.add_argument("name")
     demo = commands.add_parser("demo", help="start the service and run a small REINFORCE search on digits")
     demo.add_argument("--trials", type=int, default=24)
     demo.add_argument("--epochs", type=int, default=4)
     demo.add_argument("--concurrency", type=int, default=2)
     demo.add_argument("--keep-serving", action="store_true", help="leave the service running afterwards")
+    from l2l.bench.cli import add_bench_parser
+
+    add_bench_parser(commands)
     args = parser.parse_args(argv)
 
-    quiet = args.command == "demo"  # the demo prints its own progress
+    quiet = args.command in ("demo", "bench")  # they print their own progress
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -47,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args.host, args.port, controller=not args.no_controller)
         if args.command == "controller":
             return _controller()
+        if args.command == "bench":
+            from l2l.bench.cli import run_bench
+
+            return run_bench(args)
         if args.command == "migrate":
             _store().migrate()
             print("database is up to date")
             return 0
+        if args.command == "admin":
+            return _admin(args)
         from l2l.demo import run_demo
 
         return run_demo(args.trials, args.epochs, args.concurrency, args.keep_serving)
@@ -76,6 +95,31 @@ def _store() -> Any:
         return Store(url)
     except StorageError as error:
         raise UserFacingError(f"cannot open the database {url}: {error}") from error
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from l2l import service
+    from l2l.store import Conflict, NotFound
+
+    store = _store()
+    store.migrate()
+    try:
+        if args.admin == "create-team":
+            limits = {
+                "max_concurrent_jobs": args.max_concurrent_jobs,
+                "max_trials_per_job": args.max_trials_per_job,
+                "max_accelerators_per_job": args.max_accelerators_per_job,
+            }
+            team, key = service.create_team(store, args.name, limits)
+        else:
+            team = store.team_by_name(args.name)
+            key = service.issue_api_key(store, team.id)
+    except (Conflict, NotFound, ValueError) as error:
+        raise UserFacingError(str(error)) from None
+    # The key alone on stdout, so scripts can capture it; the advice on stderr.
+    print(f"API key for team {team.name} (shown once; keep it secret):", file=sys.stderr)
+    print(key)
+    return 0
 
 
 def _serve(host: str | None, port: int | None, controller: bool) -> int:

@@ -14,9 +14,17 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        if api_key:
+            self.use_key(api_key)
+
+    def use_key(self, api_key: str) -> None:
+        """Send this team API key with every request from now on."""
+        self._http.headers["Authorization"] = f"Bearer {api_key}"
 
     def healthy(self) -> bool:
         try:
@@ -36,6 +44,15 @@ class Client:
 
     def submit_job(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/jobs", json=dict(spec))
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/cancel")
+
+    def pause(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/pause")
+
+    def resume(self, job_id: int) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{job_id}/resume")
 
     def jobs(self, offset: int = 0, limit: int = 50) -> dict[str, Any]:
         return self._call("GET", "/jobs", params={"offset": offset, "limit": limit})

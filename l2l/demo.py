@@ -18,6 +18,8 @@ from typing import Any
 from l2l.client import ApiError, Client
 from l2l.settings import get_settings
 
+DEMO_TEAM = "demo"
+
 #: Trials whose mean the best trial is compared with: the controller's first guesses.
 FIRST_TRIALS = 4
 
@@ -55,6 +57,7 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
             client.wait_until_healthy(120, alive=lambda: server.poll() is None)
         except ApiError as error:
             raise ApiError(f"{error}; its log is {log_path}") from None
+    client.use_key(_demo_key())
     try:
         return _watch(client, client.submit_job(demo_job(trials, epochs, concurrency)))
     finally:
@@ -62,6 +65,22 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
             print("stopping the service (run `l2l serve` to start it again; the database keeps every trial)")
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
+
+
+def _demo_key() -> str:
+    """A fresh key of the "demo" team (made on first use) from the service's own database."""
+    from l2l import service
+    from l2l.store import NotFound, Store
+
+    store = Store(get_settings().resolved_database_url)
+    try:
+        store.migrate()
+        try:
+            return service.issue_api_key(store, store.team_by_name(DEMO_TEAM).id)
+        except NotFound:
+            return service.create_team(store, DEMO_TEAM)[1]
+    finally:
+        store.dispose()
 
 
 def _watch(client: Client, job: dict[str, Any]) -> int:

@@ -34,7 +34,7 @@ from l2l.records import JobRecord, TrialRecord
 from l2l.service import new_report_token
 from l2l.settings import Settings
 from l2l.states import JobState, TrialState
-from l2l.store import LeaseLost, StorageError, Store, TrialFinished
+from l2l.store import JobNotRunning, LeaseLost, StorageError, Store, TrialFinished
 from search_spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class JobLoop:
             except LeaseLost as lost:
                 log.warning("dropping job %s: %s", job.id, lost)
                 self._forget(job)
+            except JobNotRunning:
+                busy = True  # paused or cancelled under our feet: the next pass sees it
             except JobCannotRun as error:
                 self._finish(job, JobState.FAILED, str(error))
             except StorageError:
@@ -157,10 +159,18 @@ class JobLoop:
     # ---------------------------------------------------------------- advancing
 
     def _advance(self, job: _ActiveJob) -> bool:
+        state = self.store.get_job(job.id).state
+        if state.is_finished():  # its team cancelled it; the store already ended its trials
+            log.info("job %s was %s by its team", job.id, state.value)
+            self._stop_workers(job)
+            self._forget(job)
+            return True
         busy = self._tell_results(job)
         if job.id not in self._jobs:  # the results stopped the job
             return True
         self._renew_lease(job)
+        if state is JobState.PAUSED:
+            return busy
         budget = job.record.budget
         counts = self.store.trial_counts(job.id)
         created = sum(counts.values())
@@ -257,17 +267,22 @@ class JobLoop:
             job.lease_renewed_at = time.monotonic()
 
     def _finish(self, job: _ActiveJob, state: JobState, reason: str | None) -> None:
-        for trial_id, job_id in list(self._trial_jobs.items()):
-            if job_id == job.id:
-                self.executor.cancel(trial_id)
-                with contextlib.suppress(TrialFinished):
-                    self.store.set_trial_state(trial_id, TrialState.CANCELLED, error="the job ended")
+        for trial_id in self._stop_workers(job):
+            with contextlib.suppress(TrialFinished):
+                self.store.set_trial_state(trial_id, TrialState.CANCELLED, error="the job ended")
         try:
             self.store.finish_job(job.id, self.owner, state, reason)
             log.info("job %s %s%s", job.id, state.value, f": {reason}" if reason else "")
-        except LeaseLost:
+        except (LeaseLost, JobNotRunning):
             pass
         self._forget(job)
+
+    def _stop_workers(self, job: _ActiveJob) -> list[int]:
+        """Cancel the workers of the job's trials in flight; returns those trials' ids."""
+        in_flight = [trial_id for trial_id, job_id in self._trial_jobs.items() if job_id == job.id]
+        for trial_id in in_flight:
+            self.executor.cancel(trial_id)
+        return in_flight
 
     def _forget(self, job: _ActiveJob) -> None:
         self._jobs.pop(job.id, None)

@@ -10,8 +10,19 @@ from l2l.states import JobState, TrialState
 
 
 @dataclass(frozen=True)
+class TeamRecord:
+    id: int
+    name: str
+    max_concurrent_jobs: int | None
+    max_trials_per_job: int | None
+    max_accelerators_per_job: float | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class JobRecord:
     id: int
+    team_id: int | None
     name: str
     state: JobState
     #: The job as submitted and normalised: dataset, space, strategy, budget, seed, objective.

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from l2l.jobspec import JobSpec, validate_job
-from l2l.records import JobRecord, TrialRecord
+from l2l.jobspec import InvalidJob, JobSpec, validate_job
+from l2l.records import JobRecord, TeamRecord, TrialRecord
 from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.settings import Settings
 from l2l.states import TrialState
@@ -23,6 +24,21 @@ from l2l.store import Store, TrialFinished
 
 class Forbidden(Exception):
     """The caller's credentials do not allow this."""
+
+
+class Unauthorized(Exception):
+    """No credentials, or credentials the service does not know."""
+
+
+class OverLimit(Exception):
+    """The team is at one of its limits; the message says which and how to get under it."""
+
+
+#: Resources that count against a team's accelerator limit.
+ACCELERATORS = ("GPU", "TPU")
+
+#: What a team name may look like: it appears in URLs, logs and the command line.
+TEAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 class NotRunning(Exception):
@@ -47,12 +63,64 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def submit_job(store: Store, spec: JobSpec, settings: Settings) -> JobRecord:
-    """Validate and queue a job; raises InvalidJob (nothing stored) if it cannot run."""
+def create_team(store: Store, name: str, limits: Mapping[str, Any] | None = None) -> tuple[TeamRecord, str]:
+    """Make a team and its first API key; the key is returned here and never again."""
+    if not TEAM_NAME.match(name):
+        raise ValueError(
+            f"team name {name!r} must be 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    team = store.create_team(name, {k: v for k, v in (limits or {}).items() if v is not None})
+    return team, issue_api_key(store, team.id)
+
+
+def issue_api_key(store: Store, team_id: int) -> str:
+    key = f"l2l_{secrets.token_urlsafe(32)}"
+    store.add_api_key(team_id, hash_token(key))
+    return key
+
+
+def authenticate(store: Store, key: str | None) -> TeamRecord:
+    if not key:
+        raise Unauthorized("send your team's API key as 'Authorization: Bearer <key>'")
+    team = store.team_for_key(hash_token(key))
+    if team is None:
+        raise Unauthorized("this API key is not known (or was revoked); ask your admin for a new one")
+    return team
+
+
+def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
+    """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
     normalised = validate_job(spec, settings)
+    if team is not None:
+        _check_team_limits(store, team, normalised, settings)
     space_name = normalised["space"].get("name") or "keras_tuner"
     name = spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
-    return store.create_job(name, normalised)
+    return store.create_job(name, normalised, team_id=team.id if team else None)
+
+
+def _check_team_limits(store: Store, team: TeamRecord, job: Mapping[str, Any], settings: Settings) -> None:
+    defaults = settings.limits
+    budget = job["budget"]
+    max_trials = team.max_trials_per_job or defaults.max_trials_per_job
+    if budget["trials"] > max_trials:
+        raise InvalidJob(
+            f"budget.trials is {budget['trials']}; team {team.name} may run at most {max_trials}"
+        )
+    per_trial = sum(amount for name, amount in budget["resources"].items() if name in ACCELERATORS)
+    held = per_trial * budget["concurrency"]
+    max_held = team.max_accelerators_per_job or defaults.max_accelerators_per_job
+    if held > max_held:
+        raise InvalidJob(
+            f"this job would hold {held:g} accelerators ({per_trial:g} per trial x concurrency "
+            f"{budget['concurrency']}); team {team.name} may hold at most {max_held:g} per job"
+        )
+    max_jobs = team.max_concurrent_jobs or defaults.max_concurrent_jobs
+    if store.count_unfinished_jobs(team.id) >= max_jobs:
+        raise OverLimit(
+            f"team {team.name} already has {max_jobs} unfinished jobs, its limit; "
+            "wait for one to end or cancel one"
+        )
 
 
 def check_report_token(store: Store, trial_id: int, token: str | None) -> None:

@@ -24,6 +24,15 @@ class ApiSettings(BaseModel):
     max_epochs: int = 1_000
 
 
+class LimitSettings(BaseModel):
+    """Per-team limits for teams that have none of their own."""
+
+    max_concurrent_jobs: int = 5
+    max_trials_per_job: int = 1_000
+    #: GPUs plus TPU cores one job may hold at once (per-trial amount x concurrency).
+    max_accelerators_per_job: float = 8.0
+
+
 class ControllerSettings(BaseModel):
     #: Seconds between passes of the job loop when nothing happened.
     poll_seconds: float = 0.25
@@ -49,6 +58,7 @@ class Settings(BaseSettings):
     #: Any SQLAlchemy URL; empty means SQLite in ``data_dir``.
     database_url: str | None = None
     api: ApiSettings = Field(default_factory=ApiSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
 

@@ -26,6 +26,7 @@ _FINISHED_TRIAL_STATES = frozenset({TrialState.COMPLETED, TrialState.FAILED, Tri
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    PAUSED = "paused"  # proposes nothing new; trials in flight finish and are told
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"

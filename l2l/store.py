@@ -24,8 +24,8 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from l2l.models import JobRow, MetricRow, TrialRow, utcnow
-from l2l.records import JobRecord, MetricPoint, TrialRecord
+from l2l.models import ApiKeyRow, JobRow, MetricRow, TeamRow, TrialRow, utcnow
+from l2l.records import JobRecord, MetricPoint, TeamRecord, TrialRecord
 from l2l.states import JobState, TrialState
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,8 +50,16 @@ class TrialFinished(StorageError):
         self.trial = trial
 
 
+class Conflict(StorageError):
+    """The write would break a uniqueness rule (e.g. a team name that is taken)."""
+
+
 class LeaseLost(StorageError):
     """Another controller owns the job now; this one must stop driving it."""
+
+
+class JobNotRunning(StorageError):
+    """The job was paused or ended (by its team) since the controller last looked."""
 
 
 class Store:
@@ -98,24 +106,76 @@ class Store:
         finally:
             session.close()
 
+    # ---------------------------------------------------------------- teams
+
+    def create_team(self, name: str, limits: Mapping[str, Any] | None = None) -> TeamRecord:
+        with self._session() as session:
+            if session.scalars(select(TeamRow).where(TeamRow.name == name)).first() is not None:
+                raise Conflict(f"a team named {name!r} already exists")
+            row = TeamRow(name=name, **dict(limits or {}))
+            session.add(row)
+            session.flush()
+            return _team_record(row)
+
+    def get_team(self, team_id: int) -> TeamRecord:
+        with self._session(write=False) as session:
+            return _team_record(_get(session, TeamRow, team_id))
+
+    def team_by_name(self, name: str) -> TeamRecord:
+        with self._session(write=False) as session:
+            row = session.scalars(select(TeamRow).where(TeamRow.name == name)).first()
+            if row is None:
+                raise NotFound(f"no team named {name!r}")
+            return _team_record(row)
+
+    def add_api_key(self, team_id: int, key_hash: str) -> None:
+        with self._session() as session:
+            _get(session, TeamRow, team_id)
+            session.add(ApiKeyRow(team_id=team_id, key_hash=key_hash))
+
+    def team_for_key(self, key_hash: str) -> TeamRecord | None:
+        """The team an unrevoked key belongs to, or None."""
+        with self._session(write=False) as session:
+            row = session.scalars(
+                select(TeamRow)
+                .join(ApiKeyRow, ApiKeyRow.team_id == TeamRow.id)
+                .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
+            ).first()
+            return _team_record(row) if row is not None else None
+
     # ----------------------------------------------------------------- jobs
 
-    def create_job(self, name: str, spec: Mapping[str, Any]) -> JobRecord:
+    def create_job(self, name: str, spec: Mapping[str, Any], team_id: int | None = None) -> JobRecord:
         with self._session() as session:
-            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec))
+            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec), team_id=team_id)
             session.add(row)
             session.flush()
             return _job_record(row)
 
-    def get_job(self, job_id: int) -> JobRecord:
+    def get_job(self, job_id: int, team_id: int | None = None) -> JobRecord:
+        """A job; with ``team_id``, only that team's (another team's job is NotFound, not Forbidden)."""
         with self._session(write=False) as session:
-            return _job_record(_get(session, JobRow, job_id))
+            row = _get(session, JobRow, job_id)
+            if team_id is not None and row.team_id != team_id:
+                raise NotFound(f"job {job_id} not found")
+            return _job_record(row)
 
-    def list_jobs(self, offset: int = 0, limit: int = 50) -> tuple[list[JobRecord], int]:
+    def list_jobs(
+        self, offset: int = 0, limit: int = 50, team_id: int | None = None
+    ) -> tuple[list[JobRecord], int]:
         with self._session(write=False) as session:
-            total = session.scalar(select(func.count()).select_from(JobRow)) or 0
-            rows = session.scalars(select(JobRow).order_by(JobRow.id.desc()).offset(offset).limit(limit))
+            where = [JobRow.team_id == team_id] if team_id is not None else []
+            total = session.scalar(select(func.count()).select_from(JobRow).where(*where)) or 0
+            rows = session.scalars(
+                select(JobRow).where(*where).order_by(JobRow.id.desc()).offset(offset).limit(limit)
+            )
             return [_job_record(row) for row in rows], total
+
+    def count_unfinished_jobs(self, team_id: int) -> int:
+        unfinished = [s.value for s in JobState if not s.is_finished()]
+        with self._session(write=False) as session:
+            query = select(func.count()).where(JobRow.team_id == team_id, JobRow.state.in_(unfinished))
+            return session.scalar(query) or 0
 
     def claim_job(self, owner: str, lease_seconds: float) -> JobRecord | None:
         """Take the oldest queued job, or a running one whose controller's lease ran out."""
@@ -157,6 +217,48 @@ class Store:
                 counts[TrialState(state)] = count
             return counts
 
+    def change_job_state(self, job_id: int, team_id: int | None, action: str) -> JobRecord:
+        """A team's cancel, pause or resume. Cancelling ends every unfinished trial at once.
+
+        Raises NotFound (also for another team's job) and ValueError for an action the
+        job's state does not allow, with a message that says why.
+        """
+        now = utcnow()
+        with self._session() as session:
+            job = _get(session, JobRow, job_id, lock=True)
+            if team_id is not None and job.team_id != team_id:
+                raise NotFound(f"job {job_id} not found")
+            state = JobState(job.state)
+            if state.is_finished():
+                raise ValueError(f"job {job_id} already ended ({state.value}); it cannot be {action}d")
+            if action == "cancel":
+                job.state = JobState.CANCELLED.value
+                job.reason = "cancelled by its team"
+                job.finished_at = now
+                job.owner = None
+                job.lease_expires_at = None
+                for trial in session.scalars(
+                    select(TrialRow).where(
+                        TrialRow.job_id == job_id,
+                        TrialRow.state.in_([TrialState.QUEUED.value, TrialState.RUNNING.value]),
+                    )
+                ):
+                    trial.state = TrialState.CANCELLED.value
+                    trial.finished_at = now
+                    trial.error = "the job was cancelled"
+            elif action == "pause":
+                if state is JobState.PAUSED:
+                    raise ValueError(f"job {job_id} is already paused")
+                job.state = JobState.PAUSED.value
+            elif action == "resume":
+                if state is not JobState.PAUSED:
+                    raise ValueError(f"job {job_id} is {state.value}, not paused")
+                # A job nobody drives goes back in the queue; else its controller carries on.
+                job.state = (JobState.RUNNING if job.owner else JobState.QUEUED).value
+            else:
+                raise ValueError(f"unknown action {action!r}; use cancel, pause or resume")
+            return _job_record(job)
+
     def release_job(self, job_id: int, owner: str) -> None:
         """Give a running job back so another controller can take it at once."""
         with self._session() as session:
@@ -173,6 +275,8 @@ class Store:
         now = utcnow()
         with self._session() as session:
             job = _owned_job(session, job_id, owner)
+            if JobState(job.state).is_finished():
+                raise JobNotRunning(f"job {job_id} already ended ({job.state})")
             best = session.scalars(
                 select(TrialRow)
                 .where(TrialRow.job_id == job_id, TrialRow.state == TrialState.COMPLETED.value)
@@ -205,6 +309,8 @@ class Store:
         """Store a new proposal and the strategy state that produced it, in one transaction."""
         with self._session() as session:
             job = _owned_job(session, job_id, owner)
+            if job.state != JobState.RUNNING.value:
+                raise JobNotRunning(f"job {job_id} is {job.state}; it takes no new trials")
             number = session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0
             row = TrialRow(
                 job_id=job_id,
@@ -397,9 +503,21 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+def _team_record(row: TeamRow) -> TeamRecord:
+    return TeamRecord(
+        id=row.id,
+        name=row.name,
+        max_concurrent_jobs=row.max_concurrent_jobs,
+        max_trials_per_job=row.max_trials_per_job,
+        max_accelerators_per_job=row.max_accelerators_per_job,
+        created_at=_aware(row.created_at) or utcnow(),
+    )
+
+
 def _job_record(row: JobRow) -> JobRecord:
     return JobRecord(
         id=row.id,
+        team_id=row.team_id,
         name=row.name,
         state=JobState(row.state),
         spec=dict(row.spec),

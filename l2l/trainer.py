@@ -10,29 +10,64 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from l2l.executor import TrialBuildError, TrialTask
 from l2l.reporter import Reporter
+from search_spaces.spec import SpaceError
+
+if TYPE_CHECKING:
+    from search_spaces.nb201_table import NB201Table
 
 DEFAULT_BATCH_SIZE = 32
 
 
-def run_trial(task_data: dict[str, Any], cpus: float | None = None) -> dict[str, Any]:
+class TrialReporter(Protocol):
+    """Where a trial's reports go: :class:`~l2l.reporter.Reporter` (HTTP) or an in-process one."""
+
+    def step(self, step: int, metrics: Mapping[str, Any]) -> Any: ...
+
+    def final(self, metrics: Mapping[str, Any], step: int | None = None) -> Any: ...
+
+
+def run_trial(
+    task_data: dict[str, Any],
+    cpus: float | None = None,
+    *,
+    reporter: TrialReporter | None = None,
+    table: NB201Table | None = None,
+) -> dict[str, Any]:
     """Train one trial and report each epoch and the final metrics; returns the final metrics.
+
+    ``reporter`` defaults to HTTP reports to ``task.report_url``. A tabular NAS-Bench-201
+    space (setting ``tabular``) is not trained: its validation accuracy is looked up in
+    ``table`` (default: the table file, validation columns only) and reported as final.
 
     Raises TrialBuildError if the parameters do not give a model; any other exception
     is a crash the job loop may retry.
     """
     task = TrialTask(**task_data)
+    from search_spaces import batch_size_for, get_space
+    from search_spaces.nb201_table import tabular_dataset, tabular_metrics
+
+    if reporter is None:
+        reporter = Reporter(task.report_url, task.trial_id, task.token)
+    space = get_space(task.space)
+    if tabular_dataset(space) is not None:
+        try:
+            looked_up = tabular_metrics(space, task.params, table)
+        except SpaceError as error:
+            raise TrialBuildError(f"cannot look {task.params} up: {error}") from error
+        reporter.final(looked_up)
+        return looked_up
+
     _limit_threads(cpus)
     import keras
 
     from l2l.datasets import load_dataset
-    from search_spaces import batch_size_for, get_space
 
     data = load_dataset(task.dataset, seed=task.seed)
-    space = get_space(task.space)
     # Same data split for every trial of a job; different initial weights per trial.
     keras.utils.set_random_seed((task.seed * 100_003 + task.trial_id) % 2**31)
     try:
@@ -40,7 +75,6 @@ def run_trial(task_data: dict[str, Any], cpus: float | None = None) -> dict[str,
     except Exception as error:
         raise TrialBuildError(f"cannot build a model from {task.params}: {error!r}") from error
 
-    reporter = Reporter(task.report_url, task.trial_id, task.token)
     batch_size = batch_size_for(space, task.params, DEFAULT_BATCH_SIZE)
     started = time.perf_counter()
     history = model.fit(
@@ -72,7 +106,7 @@ def _limit_threads(cpus: float | None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _epoch_reports(reporter: Reporter) -> Any:
+def _epoch_reports(reporter: TrialReporter) -> Any:
     import keras
 
     class EpochReports(keras.callbacks.Callback):  # type: ignore[misc]

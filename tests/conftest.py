@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from l2l.models import Base
 from l2l.settings import Settings
 from l2l.store import Store
 
@@ -53,8 +54,9 @@ def postgres_url() -> Iterator[str]:
 def _fresh_postgres_store(url: str) -> Store:
     store = Store(url)
     store.migrate()
+    tables = ", ".join(Base.metadata.tables)
     with store._write_engine.begin() as connection:  # empty tables, same schema
-        connection.exec_driver_sql("TRUNCATE jobs, trials, trial_metrics RESTART IDENTITY CASCADE")
+        connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     return store
 
 

@@ -13,7 +13,7 @@ from conftest import make_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from l2l.service import hash_token
+from l2l.service import create_team, hash_token
 from l2l.states import TrialState
 from l2l.store import Store
 
@@ -28,7 +28,10 @@ JOB = {
 
 @pytest.fixture
 def client(store: Store, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(tmp_path), store)) as test_client:
+    """A client of the real app, signed in as team "alpha"."""
+    _, key = create_team(store, "alpha")
+    app = create_app(make_settings(tmp_path), store)
+    with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as test_client:
         yield test_client
 
 
@@ -159,7 +162,7 @@ def test_reports_need_the_trials_own_token(client: TestClient, store: Store) -> 
     other = store.add_trial(job_id, "test", proposal_id=1, params={}, strategy_state={})
     store.set_trial_state(other.id, TrialState.RUNNING, token_hash=hash_token("theirs"))
     body = {"final": True, "metrics": {"val_accuracy": 0.9}}
-    no_token = client.post(f"/trials/{trial_id}/report", json=body)
+    no_token = client.post(f"/trials/{trial_id}/report", json=body, headers={"Authorization": ""})
     assert no_token.status_code == 401
     wrong = client.post(f"/trials/{trial_id}/report", json=body, headers={"Authorization": "Bearer theirs"})
     assert wrong.status_code == 403 and str(trial_id) in wrong.json()["detail"]
@@ -191,3 +194,69 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/trials", "/trials/{trial_id}/report"} <= set(paths)
     assert "403" in paths["/trials/{trial_id}/report"]["post"]["responses"]
+
+
+def test_jobs_need_a_known_team_key(client: TestClient) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer l2l_not-a-key"}):
+        response = client.get("/jobs", headers=headers)
+        assert response.status_code == 401, response.text
+        assert "API key" in response.json()["detail"]
+    assert client.post("/jobs", json=JOB, headers={"Authorization": ""}).status_code == 401
+    assert client.get("/jobs").json()["total"] == 0
+
+
+def test_a_team_sees_and_changes_only_its_own_jobs(client: TestClient, store: Store) -> None:
+    _, other_key = create_team(store, "beta")
+    other = {"Authorization": f"Bearer {other_key}"}
+    theirs = client.post("/jobs", json=JOB, headers=other).json()["id"]
+    mine = client.post("/jobs", json=JOB).json()["id"]
+    assert [j["id"] for j in client.get("/jobs").json()["items"]] == [mine]
+    for path in (f"/jobs/{theirs}", f"/jobs/{theirs}/trials"):
+        assert client.get(path).status_code == 404  # not 403: ids reveal nothing
+    assert client.post(f"/jobs/{theirs}/cancel").status_code == 404
+    assert store.get_job(theirs).state.value == "queued"
+    assert client.get(f"/jobs/{theirs}", headers=other).status_code == 200
+
+
+def test_team_limits(client: TestClient, store: Store) -> None:
+    team, key = create_team(store, "small", {"max_concurrent_jobs": 1, "max_trials_per_job": 5})
+    small = {"Authorization": f"Bearer {key}"}
+    too_many_trials = client.post("/jobs", json={**JOB, "budget": {"trials": 6}}, headers=small)
+    assert too_many_trials.status_code == 422 and "at most 5" in too_many_trials.json()["detail"]
+    gpus = {"trials": 2, "concurrency": 4, "resources": {"GPU": 4}}
+    too_many_gpus = client.post("/jobs", json={**JOB, "budget": gpus}, headers=small)
+    assert too_many_gpus.status_code == 422 and "16 accelerators" in too_many_gpus.json()["detail"]
+    assert client.post("/jobs", json=JOB, headers=small).status_code == 201
+    second = client.post("/jobs", json=JOB, headers=small)
+    assert second.status_code == 429 and "1 unfinished jobs" in second.json()["detail"]
+    assert store.list_jobs(team_id=team.id)[1] == 1
+
+
+def test_cancel_pause_resume(client: TestClient, store: Store) -> None:
+    job_id = client.post("/jobs", json=JOB).json()["id"]
+    assert client.post(f"/jobs/{job_id}/resume").status_code == 409  # not paused
+    assert client.post(f"/jobs/{job_id}/pause").json()["state"] == "paused"
+    assert client.post(f"/jobs/{job_id}/pause").status_code == 409
+    assert client.post(f"/jobs/{job_id}/resume").json()["state"] == "queued"  # nobody drives it yet
+    trial_id = _running_trial(store, job_id)
+    cancelled = client.post(f"/jobs/{job_id}/cancel").json()
+    assert cancelled["state"] == "cancelled" and cancelled["progress"]["cancelled"] == 1
+    assert store.get_trial(trial_id).state is TrialState.CANCELLED
+    again = client.post(f"/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+
+
+def test_trial_detail_and_metric_curve(client: TestClient, store: Store) -> None:
+    job_id = client.post("/jobs", json=JOB).json()["id"]
+    trial_id = _running_trial(store, job_id)
+    auth = {"Authorization": "Bearer secret"}
+    for epoch, loss in enumerate([1.0, 0.5, 0.25]):
+        client.post(
+            f"/trials/{trial_id}/report", json={"step": epoch, "metrics": {"loss": loss}}, headers=auth
+        )
+    curve = client.get(f"/jobs/{job_id}/trials/{trial_id}/metrics").json()
+    assert [(p["step"], p["values"]["loss"]) for p in curve["points"]] == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    store.set_trial_state(trial_id, TrialState.FAILED, error="Traceback: boom")
+    detail = client.get(f"/jobs/{job_id}/trials/{trial_id}").json()
+    assert detail["state"] == "failed" and detail["error"] == "Traceback: boom"
+    assert client.get(f"/jobs/{job_id}/trials/999999").status_code == 404

@@ -69,7 +69,7 @@ def test_ray_workers_train_keras_models_and_report_over_http(
     assert job.strategy_state is not None and len(job.strategy_state["pending"]) == 0
 
 
-def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+def _env(tmp_path: Path, port: int) -> dict[str, str]:
     env = dict(
         os.environ,
         L2L_DATA_DIR=str(tmp_path),
@@ -78,6 +78,11 @@ def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
         L2L_RAY__NUM_CPUS="2",
     )
     env.pop("L2L_DATABASE_URL", None)
+    return env
+
+
+def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
+    env = _env(tmp_path, port)
     log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
         [sys.executable, "-m", "l2l.cli", "serve"],
@@ -104,6 +109,14 @@ def _wait(condition: object, seconds: float, what: str) -> None:
 def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
+    made = subprocess.run(
+        [sys.executable, "-m", "l2l.cli", "admin", "create-team", "restarters"],
+        env=_env(tmp_path, port),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
     server = _serve(tmp_path, port)
     try:
         _wait(lambda: httpx.get(f"{api}/health").status_code == 200, 60, "the service to start")
@@ -114,9 +127,9 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
             "budget": {"trials": 10, "concurrency": 2, "epochs": 2},
             "seed": 5,
         }
-        job_id = httpx.post(f"{api}/jobs", json=spec).json()["id"]
+        job_id = httpx.post(f"{api}/jobs", json=spec, headers=auth).json()["id"]
         _wait(
-            lambda: httpx.get(f"{api}/jobs/{job_id}").json()["progress"]["completed"] >= 3,
+            lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["progress"]["completed"] >= 3,
             180,
             "three trials to complete",
         )
@@ -133,7 +146,11 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
 
     server = _serve(tmp_path, port)
     try:
-        _wait(lambda: httpx.get(f"{api}/jobs/{job_id}").json()["state"] == "completed", 300, "the job to end")
+        _wait(
+            lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["state"] == "completed",
+            300,
+            "the job to end",
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         try:

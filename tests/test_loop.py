@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,42 @@ def test_a_new_controller_resumes_where_the_old_one_stopped(
     # Trials the first controller had in flight were started again, not proposed again.
     restarted = {task.trial_id for task in second_executor.submitted if task.attempt > 1}
     assert len(second_executor.submitted) == 10 - created_when_stopped + len(restarted)
+
+
+def test_pause_resume_and_cancel_while_the_loop_runs(store: Store, live: LiveServer) -> None:
+    release = threading.Event()
+
+    def held(task: TrialTask) -> dict[str, float]:
+        release.wait(10)
+        return synthetic_metrics(task)
+
+    job_id = _submit(store, live.settings, strategy="random", budget={"trials": 8, "concurrency": 2})
+    loop = JobLoop(store, ThreadExecutor(held), live.settings)
+    loop.step()
+    assert store.trial_counts(job_id)[TrialState.RUNNING] == 2
+    store.change_job_state(job_id, None, "pause")
+    release.set()
+    deadline = time.monotonic() + 20
+    while store.trial_counts(job_id)[TrialState.COMPLETED] < 2 or store.list_trials(job_id, told=False)[1]:
+        assert time.monotonic() < deadline
+        loop.step()
+        time.sleep(0.02)
+    for _ in range(5):
+        loop.step()
+    assert store.list_trials(job_id)[1] == 2  # paused: results told, nothing new proposed
+    assert store.get_job(job_id).state is JobState.PAUSED
+
+    release.clear()
+    store.change_job_state(job_id, None, "resume")
+    loop.step()
+    assert store.trial_counts(job_id)[TrialState.RUNNING] == 2  # carries on
+    store.change_job_state(job_id, None, "cancel")
+    loop.step()
+    release.set()
+    job = store.get_job(job_id)
+    assert job.state is JobState.CANCELLED and job.reason == "cancelled by its team"
+    assert store.trial_counts(job_id)[TrialState.CANCELLED] == 2
+    assert job_id not in loop._jobs
+    time.sleep(0.3)
+    loop.step()  # the cancelled workers' late reports change nothing
+    assert store.trial_counts(job_id)[TrialState.CANCELLED] == 2

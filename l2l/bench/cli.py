@@ -1,0 +1,68 @@
+"""``l2l bench nb201 ...`` and ``l2l bench plot ...``: the benchmark's command line.
+
+Kept apart from :mod:`l2l.cli` so that the main command line only adds a sub-command
+here and imports nothing of the benchmark until it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from search_spaces.nb201 import TABULAR_DATASETS
+
+
+def add_bench_parser(commands: Any) -> None:
+    """Add ``bench`` with its ``nb201`` and ``plot`` sub-commands to ``commands`` (argparse subparsers)."""
+    bench = commands.add_parser("bench", help="benchmark strategies on tabular NAS-Bench-201")
+    which = bench.add_subparsers(dest="bench_command", required=True)
+    nb201 = which.add_parser("nb201", help="run searches on the NAS-Bench-201 table and write results JSON")
+    nb201.add_argument("--dataset", choices=TABULAR_DATASETS, default="cifar10")
+    nb201.add_argument(
+        "--strategy",
+        action="append",
+        required=True,
+        help="a registered strategy (repeat for several); options as NAME='{\"key\": value}'",
+    )
+    nb201.add_argument("--budget", type=int, default=100, help="queries per run (default 100)")
+    nb201.add_argument("--runs", type=int, default=100, help="runs per strategy, seeds 0.. (default 100)")
+    nb201.add_argument("--table", help="the nb201_12ep.csv file (default: $L2L_NB201_TABLE or ../shared)")
+    nb201.add_argument("--out", required=True, help="results JSON file")
+    plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
+    plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
+    plot.add_argument("--out", required=True, help="the PNG to write")
+    plot.add_argument("--title")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "plot":
+        from l2l.bench.plot import load_results, plot_curves
+
+        print(f"wrote {plot_curves(load_results(args.results), args.out, args.title)}")
+        return 0
+    from l2l.bench.nb201 import format_table, print_progress, run_benchmark
+    from search_spaces.nb201_table import load_table
+
+    strategies = [_strategy(text) for text in args.strategy]
+    table = load_table(args.table, with_test=True)
+    document = run_benchmark(
+        strategies, args.dataset, budget=args.budget, runs=args.runs, table=table, progress=print_progress
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    print(format_table([document]))
+    print(f"wrote {out}")
+    return 0
+
+
+def _strategy(text: str) -> str | tuple[str, dict[str, Any]]:
+    name, _, options = text.partition("=")
+    if not options:
+        return name
+    parsed = json.loads(options)
+    if not isinstance(parsed, dict):
+        raise SystemExit(f"l2l bench: options of {name} must be a JSON object, got {options!r}")
+    return name, parsed

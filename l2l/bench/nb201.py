@@ -1,0 +1,312 @@
+"""The NAS-Bench-201 benchmark: real strategies, the real job loop and store, tabular trials.
+
+Every run is an ordinary job: submitted through :func:`l2l.service.submit_job`, driven
+by :class:`l2l.loop.JobLoop` with the registered strategy, recorded trial by trial in a
+:class:`l2l.store.Store` (SQLite in a temporary directory, in RAM where ``/dev/shm``
+exists), its trials "trained" by :class:`l2l.inline_executor.InlineExecutor`, which runs
+the worker's :func:`l2l.trainer.run_trial` inline on a tabular ``nb201_cell`` space and
+reports through :func:`l2l.service.report_trial`.
+
+Protocol, as in NAS-Bench-201's scripts: the search sees only validation accuracy (its
+reward); after ``budget`` queries the architecture with the best reward seen is picked
+(ties: the earliest), and only then is its test accuracy read from the table. Run
+``i`` uses seed ``i``. Accuracies in the results are percent; ``reward`` is the
+fraction the trial reported. ``std`` is the population standard deviation (``np.std``),
+as in the benchmark's scripts.
+
+The job's ``dataset`` is a placeholder (``"digits"``): a tabular space's data is the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller import extra_strategy, strategy_names
+from controller.config import KerasTunerBOConfig
+from l2l.inline_executor import InlineExecutor
+from l2l.jobspec import JobSpec
+from l2l.loop import JobLoop
+from l2l.service import submit_job
+from l2l.settings import Settings
+from l2l.states import TrialState
+from l2l.store import Store
+from search_spaces.nb201 import TABULAR_DATASETS, arch_str
+from search_spaces.nb201_table import NB201Table, load_table
+
+#: Strategies the benchmark registers for its own runs: too slow for the strategy contract suite.
+BENCH_ONLY_STRATEGIES: dict[str, tuple[str, type]] = {
+    "keras_tuner_bo": ("controller.adapters.keras_tuner_bo:KerasTunerBO", KerasTunerBOConfig),
+}
+
+#: The share of the space (best by validation accuracy) that "queries to the top" counts toward.
+TOP_FRACTION = 0.01
+
+
+@dataclass
+class RunResult:
+    """One search: what it picked, how that judges, and how its best reward grew."""
+
+    seed: int
+    #: The picked cell: NAS-Bench-201 index and arch string.
+    index: int
+    arch: str
+    #: What the search saw of it (the fraction reported) and the same in percent.
+    reward: float
+    valid_accuracy: float
+    #: Read from the table's test column after the pick (percent).
+    test_accuracy: float
+    #: Best reward seen after query 1, 2, ..., budget (fractions; None before any success).
+    best_so_far: list[float | None]
+    #: The reward of each query (None for a failed trial).
+    rewards: list[float | None]
+    #: The first query whose cell is in the top 1% of the space by validation (1-based), or None.
+    queries_to_top: int | None
+    wall_seconds: float
+    #: The job and its trials in the benchmark's store (useful only while the store lives).
+    job_id: int = 0
+
+
+@dataclass
+class StrategyResult:
+    strategy: str
+    options: dict[str, Any]
+    runs: list[RunResult] = field(default_factory=list)
+
+    def summary(self, budget: int) -> dict[str, Any]:
+        tests = [run.test_accuracy for run in self.runs]
+        valids = [run.valid_accuracy for run in self.runs]
+        reached = [run.queries_to_top for run in self.runs if run.queries_to_top is not None]
+        wall = sum(run.wall_seconds for run in self.runs)
+        return {
+            "runs": len(self.runs),
+            "test_mean": statistics.fmean(tests),
+            "test_std": statistics.pstdev(tests),
+            "valid_mean": statistics.fmean(valids),
+            "valid_std": statistics.pstdev(valids),
+            "top1pct_reached": len(reached) / len(self.runs),
+            "queries_to_top1pct_median": statistics.median(reached) if reached else None,
+            "queries_to_top1pct_mean": statistics.fmean(reached) if reached else None,
+            "wall_seconds": wall,
+            "seconds_per_query": wall / (budget * len(self.runs)),
+        }
+
+
+def run_strategy(
+    strategy: str,
+    dataset: str,
+    *,
+    budget: int = 100,
+    runs: int = 100,
+    first_seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    table: NB201Table | None = None,
+    store: Store | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> StrategyResult:
+    """``runs`` searches of ``budget`` queries each with strategy ``strategy`` on ``dataset``.
+
+    ``table`` must hold the test columns (default: the table file, loaded with them). A
+    ``store`` given is used as is (migrated); otherwise a fresh temporary one is made
+    and removed afterwards.
+    """
+    if dataset not in TABULAR_DATASETS:
+        raise ValueError(f"dataset must be one of {list(TABULAR_DATASETS)}, got {dataset!r}")
+    table = table if table is not None else load_table(with_test=True)
+    threshold = top_threshold(table, dataset)
+    with contextlib.ExitStack() as stack:
+        if strategy in BENCH_ONLY_STRATEGIES and strategy not in strategy_names():
+            stack.enter_context(extra_strategy(strategy, *BENCH_ONLY_STRATEGIES[strategy]))
+        active_store, settings = stack.enter_context(_BenchStore(store))
+        executor = InlineExecutor(active_store, table)
+        loop = JobLoop(active_store, executor, settings, owner="nb201-bench")
+        result = StrategyResult(strategy, dict(options or {}))
+        for seed in range(first_seed, first_seed + runs):
+            started = time.perf_counter()
+            job_id = _submit(active_store, settings, strategy, dataset, budget, seed, options)
+            while not active_store.get_job(job_id).state.is_finished():
+                loop.step()
+            run = _judge(active_store, job_id, table, dataset, threshold, seed)
+            run.wall_seconds = time.perf_counter() - started
+            result.runs.append(run)
+            if progress and (len(result.runs) % 10 == 0 or len(result.runs) == runs):
+                mean = statistics.fmean(r.test_accuracy for r in result.runs)
+                progress(f"{strategy} on {dataset}: {len(result.runs)}/{runs} runs, test {mean:.2f}%")
+    return result
+
+
+def top_threshold(table: NB201Table, dataset: str, fraction: float = TOP_FRACTION) -> float:
+    """The validation accuracy (%) a cell needs to be in the best ``fraction`` of the space."""
+    column = sorted(table.valid_column(dataset), reverse=True)
+    return column[max(1, math.ceil(fraction * len(column))) - 1]
+
+
+def run_benchmark(
+    strategies: Sequence[str | tuple[str, Mapping[str, Any]]],
+    dataset: str,
+    *,
+    budget: int = 100,
+    runs: int = 100,
+    table: NB201Table | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every strategy (a name, or ``(name, options)``) and return the results document."""
+    table = table if table is not None else load_table(with_test=True)
+    document: dict[str, Any] = {
+        "benchmark": "nas-bench-201",
+        "table": table.source,
+        "dataset": dataset,
+        "budget": budget,
+        "runs": runs,
+        "protocol": "search on validation accuracy; pick the best reward seen; report its test accuracy",
+        "top1pct_valid_threshold": top_threshold(table, dataset),
+        "strategies": {},
+    }
+    for entry in strategies:
+        name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
+        label = name if not options else f"{name} {options}"
+        result = run_strategy(
+            name, dataset, budget=budget, runs=runs, options=options, table=table, progress=progress
+        )
+        document["strategies"][label] = {
+            "strategy": name,
+            "options": options,
+            "summary": result.summary(budget),
+            "runs": [asdict(run) for run in result.runs],
+        }
+    document["reference"] = _reference(table, dataset)
+    return document
+
+
+def format_table(documents: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table: mean ± std test accuracy per strategy (rows) and dataset (columns)."""
+    datasets = list(dict.fromkeys(doc["dataset"] for doc in documents))
+    cells: dict[str, dict[str, str]] = {}
+    for doc in documents:
+        for label, entry in doc["strategies"].items():
+            summary = entry["summary"]
+            cells.setdefault(label, {})[doc["dataset"]] = (
+                f"{summary['test_mean']:.2f} ± {summary['test_std']:.2f} "
+                f"(n={summary['runs']}, {1000 * summary['seconds_per_query']:.1f} ms/query)"
+            )
+    lines = ["| strategy | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+    for label, row in cells.items():
+        lines.append(f"| {label} | " + " | ".join(row.get(d, "") for d in datasets) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _submit(
+    store: Store,
+    settings: Settings,
+    strategy: str,
+    dataset: str,
+    budget: int,
+    seed: int,
+    options: Mapping[str, Any] | None,
+) -> int:
+    spec = JobSpec.model_validate(
+        {
+            "name": f"nb201 {dataset} {strategy} seed {seed}",
+            "dataset": "digits",  # a placeholder: the table is the tabular space's data
+            "space": {"name": "nb201_cell", "settings": {"tabular": dataset}},
+            "strategy": {"name": strategy, "options": dict(options or {})},
+            "budget": {"trials": budget, "concurrency": 1, "epochs": 1, "resources": {"CPU": 1}},
+            "seed": seed,
+        }
+    )
+    return submit_job(store, spec, settings).id
+
+
+def _judge(
+    store: Store, job_id: int, table: NB201Table, dataset: str, threshold: float, seed: int
+) -> RunResult:
+    job = store.get_job(job_id)
+    trials, _ = store.list_trials(job_id)
+    best: float | None = None
+    best_so_far: list[float | None] = []
+    queries_to_top = None
+    for trial in trials:
+        if trial.reward is not None:
+            best = trial.reward if best is None else max(best, trial.reward)
+            if queries_to_top is None and trial.reward >= threshold / 100.0:
+                queries_to_top = trial.number + 1
+        best_so_far.append(best)
+    if job.best_trial_id is None:
+        raise RuntimeError(f"job {job_id} ended ({job.state.value}: {job.reason}) without a completed trial")
+    picked = store.get_trial(job.best_trial_id)
+    assert picked.state is TrialState.COMPLETED and picked.reward is not None
+    arch = arch_str(picked.params)
+    # The search is over: only now is the test column read, for the one picked cell.
+    test = table.test_accuracy(arch, dataset)
+    return RunResult(
+        seed=seed,
+        index=table.index(arch),
+        arch=arch,
+        reward=picked.reward,
+        valid_accuracy=table.valid_accuracy(arch, dataset),
+        test_accuracy=test,
+        best_so_far=best_so_far,
+        rewards=[trial.reward for trial in trials],
+        queries_to_top=queries_to_top,
+        wall_seconds=0.0,
+        job_id=job_id,
+    )
+
+
+def _reference(table: NB201Table, dataset: str) -> dict[str, Any]:
+    # Read after every search has ended: what a perfect search on validation would pick.
+    archs = table.archs()
+    valid = table.valid_column(dataset)
+    best = max(range(len(archs)), key=lambda i: valid[i])
+    return {
+        "best_valid_arch": archs[best],
+        "best_valid_index": table.index(archs[best]),
+        "best_valid_accuracy": valid[best],
+        "test_of_best_valid": table.test_accuracy(archs[best], dataset),
+    }
+
+
+class _BenchStore:
+    """A migrated store (the one given, or a temporary SQLite file) and the settings to drive it."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.given = store
+        self.directory: str | None = None
+        self.store: Store | None = None
+
+    def __enter__(self) -> tuple[Store, Settings]:
+        ram = Path("/dev/shm")
+        self.directory = tempfile.mkdtemp(prefix="l2l-bench-", dir=ram if ram.is_dir() else None)
+        if self.given is not None:
+            self.store = self.given
+        else:
+            self.store = Store(f"sqlite:///{self.directory}/bench.db")
+            self.store.migrate()
+        settings = Settings(
+            data_dir=Path(self.directory),
+            database_url=self.store.url,
+            controller={"lease_seconds": 3600.0, "max_retries": 0, "max_consecutive_failures": 10},
+        )
+        return self.store, settings
+
+    def __exit__(self, *exc: object) -> None:
+        if self.given is None and self.store is not None:
+            self.store.dispose()
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def print_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,103 @@
+"""Our strategies inside other tuners: a tiny Ray Tune run and a tiny KerasTuner search.
+
+Both use REINFORCE on a planted objective that costs nothing, so the tests check the
+wiring (every proposal is told, failures stay failures, the values are ours), not speed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search_spaces.spec import Choice, SearchSpace
+
+SPACE = SearchSpace(
+    "planted",
+    (Choice("a", (0, 1, 2)), Choice("b", ("x", "y", "z")), Choice("c", (0.5, 1.0))),
+    "tests:unused",
+)
+
+
+def score(values: dict[str, Any]) -> float:
+    return values["a"] + (values["b"] == "y") + values["c"]
+
+
+def test_a_strategy_runs_as_a_ray_tune_searcher(tmp_path: Path) -> None:
+    import ray
+    from ray import tune
+
+    from l2l.integrations.ray_tune import StrategySearcher
+
+    def trainable(config: dict[str, Any]) -> dict[str, float]:
+        return {"score": score(config)}
+
+    searcher = StrategySearcher(SPACE, strategy="reinforce", seed=0, options={"learning_rate": 0.01})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=6, metric="score", mode="max"),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), name="l2l", verbose=0),
+        )
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    assert len(results) == 6 and not results.errors
+    best = results.get_best_result()
+    assert SPACE.validate({k: best.config[k] for k in SPACE.names})
+    strategy = searcher.strategy
+    assert strategy.next_id == 6 and not strategy.pending  # every proposal was told
+    assert strategy.get_state()["updates"] == 6  # REINFORCE learned from each result
+
+
+def test_a_trial_without_the_metric_is_a_failure_not_a_zero() -> None:
+    from l2l.integrations.ray_tune import StrategySearcher
+
+    searcher = StrategySearcher(SPACE, strategy="evolution", seed=1, metric="score", mode="min")
+    first, second = searcher.suggest("t1"), searcher.suggest("t2")
+    assert isinstance(first, dict) and isinstance(second, dict)
+    searcher.on_trial_complete("t1", {"other": 1.0})
+    searcher.on_trial_complete("t2", {"score": 2.0})
+    population = searcher.strategy.get_state()["population"]
+    assert [reward for _, reward in population] == [-2.0]  # minimised: the reward is negated
+
+
+def test_a_strategy_runs_as_a_keras_tuner_oracle(tmp_path: Path) -> None:
+    import keras_tuner
+
+    from l2l.integrations.keras_tuner_oracle import StrategyOracle
+
+    class CheapTuner(keras_tuner.Tuner):  # type: ignore[misc]
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+            return {"score": score(trial.hyperparameters.values)}
+
+    oracle = StrategyOracle(
+        SPACE,
+        strategy="reinforce",
+        options={"learning_rate": 0.01},
+        seed=0,
+        objective=keras_tuner.Objective("score", "max"),
+        max_trials=8,
+    )
+    tuner = CheapTuner(oracle=oracle, directory=str(tmp_path), project_name="l2l", overwrite=True)
+    tuner.search(verbose=0)
+    trials = list(oracle.trials.values())
+    assert len(trials) == 8 and all(t.status == "COMPLETED" for t in trials)
+    for trial in trials:
+        assert SPACE.validate(trial.hyperparameters.values) == trial.hyperparameters.values
+    assert oracle.strategy.next_id == 8 and not oracle.strategy.pending
+    assert oracle.strategy.get_state()["updates"] == 8
+    best = tuner.oracle.get_best_trials(1)[0]
+    assert best.score == max(t.score for t in trials)
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_any_registered_strategy_name_works_as_an_oracle(strategy: str) -> None:
+    import keras_tuner
+
+    from l2l.integrations.keras_tuner_oracle import StrategyOracle
+
+    oracle = StrategyOracle(SPACE, strategy=strategy, seed=3, objective=keras_tuner.Objective("score", "max"))
+    assert oracle.populate_space("0")["status"] == "RUNNING"

@@ -1,0 +1,155 @@
+"""The model-based REINFORCE strategy: exact restarts, determinism, no repeats, and learning.
+
+The generic contract (valid proposals, JSON state, unknown ids) runs in
+``test_controllers.py`` for every registered strategy; these tests cover what is
+particular to this one. No mocks: real strategies, real (planted) rewards.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from typing import Any
+
+import pytest
+
+from controller import FINISHED, Proposal, Result, Strategy, StrategyError, check_options, create_strategy
+from search_spaces.spec import Choice, FloatRange, SearchSpace
+
+PLANTED = [3, 1, 4, 1, 0, 2]
+PLANTED_SPACE = SearchSpace(
+    name="planted",
+    decisions=tuple(Choice(f"d{i}", tuple(range(5))) for i in range(len(PLANTED))),
+    builder="tests:unused",
+)
+TINY = SearchSpace(
+    "tiny", (Choice("a", ("x", "y", "z")), FloatRange("b", 0.1, 1.0, log=True, max_levels=3)), "tests:unused"
+)
+
+
+def planted_reward(params: dict[str, Any], noise: random.Random) -> float:
+    """The fraction of decisions at their planted level, plus a little noise."""
+    hits = sum(params[f"d{i}"] == level for i, level in enumerate(PLANTED))
+    return hits / len(PLANTED) + noise.gauss(0.0, 0.05)
+
+
+def make(seed: int = 0, space: SearchSpace = PLANTED_SPACE, **options: Any) -> Strategy:
+    return create_strategy("model_based", space, seed=seed, options={"initial_trials": 5, **options})
+
+
+def drive(strategy: Strategy, steps: int, in_flight: list[Proposal], noise: random.Random) -> list[Any]:
+    """Up to four proposals in flight, the second-oldest told first, every fourth a failure."""
+    log: list[Any] = []
+    for step in range(steps):
+        answer = strategy.ask()
+        if isinstance(answer, Proposal):
+            in_flight.append(answer)
+            log.append((answer.id, answer.params))
+        else:
+            log.append(repr(answer))
+        if len(in_flight) >= 4 or (not isinstance(answer, Proposal) and in_flight):
+            proposal = in_flight.pop(1 if len(in_flight) > 1 else 0)
+            failed = step % 4 == 3
+            strategy.tell(proposal.id, Result(None if failed else planted_reward(proposal.params, noise)))
+    return log
+
+
+def roundtrip(state: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(state))
+
+
+def test_a_restored_state_gives_exactly_the_same_next_proposals() -> None:
+    original, in_flight, noise = make(seed=5), [], random.Random(1)
+    drive(original, 40, in_flight, noise)  # past initial_trials: the model is choosing
+    assert in_flight and len(original.get_state()["history"]) > 5
+
+    restored = make(seed=5)
+    restored.set_state(roundtrip(original.get_state()))
+    noise_state = noise.getstate()
+    expected = drive(original, 30, list(in_flight), noise)
+    noise.setstate(noise_state)
+    assert drive(restored, 30, list(in_flight), noise) == expected
+    assert roundtrip(restored.get_state()) == roundtrip(original.get_state())
+
+
+def test_same_seed_same_proposals_and_another_seed_differs() -> None:
+    logs = [drive(make(seed=seed), 40, [], random.Random(2)) for seed in (3, 3, 4)]
+    assert logs[0] == logs[1]
+    assert logs[0] != logs[2]
+
+
+def test_never_repeats_a_configuration_and_finishes_when_the_space_is_exhausted() -> None:
+    strategy, noise, seen = make(seed=1, space=TINY, initial_trials=2), random.Random(3), []
+    for step in range(9):
+        proposal = strategy.ask()
+        assert isinstance(proposal, Proposal)
+        seen.append((proposal.params["a"], proposal.params["b"]))
+        strategy.tell(proposal.id, Result(None if step % 3 == 2 else noise.random()))
+    assert len(set(seen)) == 9
+    assert strategy.ask() is FINISHED
+
+
+def test_no_repeats_on_the_planted_space() -> None:
+    log = drive(make(seed=2), 200, [], random.Random(4))
+    configurations = [tuple(params.values()) for _, params in log]
+    assert len(configurations) == 200 and len(set(configurations)) == 200
+
+
+def test_it_finds_the_planted_optimum_far_faster_than_random_search() -> None:
+    def best_after(strategy: Strategy, trials: int) -> list[float]:
+        noise, rewards = random.Random(7), []
+        for _ in range(trials):
+            proposal = strategy.ask()
+            assert isinstance(proposal, Proposal)
+            hits = sum(proposal.params[f"d{i}"] == level for i, level in enumerate(PLANTED))
+            rewards.append(hits / len(PLANTED))
+            strategy.tell(proposal.id, Result(hits / len(PLANTED) + noise.gauss(0.0, 0.05)))
+        return rewards
+
+    model_based = [best_after(make(seed=seed), 100) for seed in range(3)]
+    random_search = [
+        best_after(create_strategy("random", PLANTED_SPACE, seed=seed), 100) for seed in range(3)
+    ]
+    # 5^6 = 15,625 configurations: random search rarely gets past 4 of 6 in 100 trials
+    assert all(max(rewards) == 1.0 for rewards in model_based), [max(r) for r in model_based]
+    assert statistics.mean(max(r) for r in random_search) < 0.85
+    late_model = statistics.mean(statistics.mean(r[-30:]) for r in model_based)
+    late_random = statistics.mean(statistics.mean(r[-30:]) for r in random_search)
+    assert late_model > late_random + 0.3, (late_model, late_random)
+
+
+def test_the_policy_learns_the_planted_levels() -> None:
+    strategy = make(seed=6)
+    drive(strategy, 150, [], random.Random(5))
+    probabilities = strategy.policy_probabilities()  # type: ignore[attr-defined]
+    assert sum(max(p) == p[level] for p, level in zip(probabilities, PLANTED, strict=True)) >= 5
+
+
+def test_refuses_a_state_saved_for_another_space_or_config() -> None:
+    saved = roundtrip(make(seed=0).get_state())
+    for other in (make(space=TINY), make(hidden_size=8)):
+        with pytest.raises(ValueError, match="does not fit"):
+            other.set_state(saved)
+        assert other.next_id == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"acquisition": "greedy"}, "'acquisition' must be 'thompson' or 'ucb'"),
+        ({"ensemble_size": 0}, r"'ensemble_size' must be an integer in \[1, 4096\]"),
+        ({"policy_candidates": 0, "mutation_candidates": 0}, "at least 1 together with mutation_candidates"),
+        ({"model_learning_rate": 0}, "'model_learning_rate' must be a number > 0"),
+        ({"double_mutation": 1.5}, r"'double_mutation' must be a number in \[0, 1\]"),
+    ],
+)
+def test_bad_options_say_what_to_fix(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(StrategyError, match=message):
+        check_options("model_based", options)
+
+
+def test_defaults_are_json_and_complete() -> None:
+    options = check_options("model_based", {})
+    assert json.loads(json.dumps(options)) == options
+    assert options["acquisition"] == "thompson"

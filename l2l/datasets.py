@@ -63,6 +63,9 @@ class Dataset:
     info: DataInfo
     feature_names: tuple[str, ...] = ()
     class_names: tuple[str, ...] = ()
+    #: The held-out part: only the final model is scored on it, once; the search never sees it.
+    x_test: Any = None
+    y_test: Any = None
 
 
 def dataset_names() -> list[str]:
@@ -97,8 +100,17 @@ def check_dataset_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     return normalised
 
 
-def load_dataset(spec: str | Mapping[str, Any], seed: int = 0, validation_fraction: float = 0.2) -> Dataset:
-    """The dataset split into training and validation parts, the same for the same seed.
+def load_dataset(
+    spec: str | Mapping[str, Any],
+    seed: int = 0,
+    validation_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+) -> Dataset:
+    """The dataset split into training, validation and test parts, the same for the same seed.
+
+    The job loop always passes the dataset's own split seed, so a dataset is split once:
+    every trial and the final model see the same parts, and only the final model is
+    ever scored on the test part.
 
     Classification splits are stratified. Tabular features are standardised with the
     training part's statistics; a CSV's missing values are filled with the training
@@ -106,10 +118,15 @@ def load_dataset(spec: str | Mapping[str, Any], seed: int = 0, validation_fracti
     """
     if not 0 < validation_fraction < 1:
         raise DatasetError(f"validation_fraction must be between 0 and 1, got {validation_fraction}")
+    if not 0 <= test_fraction < 1 - validation_fraction:
+        raise DatasetError(f"test_fraction must be in [0, {1 - validation_fraction}), got {test_fraction}")
     normalised = check_dataset_spec(spec)
+    fractions = (validation_fraction, test_fraction)
     if normalised["name"] == "csv":
-        return _load_csv(normalised, seed, validation_fraction)
-    return _load_built_in(normalised["name"], seed, validation_fraction)
+        return _load_csv(normalised, seed, fractions)
+    if normalised["name"] == "npz":
+        return _load_npz(normalised, seed, fractions)
+    return _load_built_in(normalised["name"], seed, fractions)
 
 
 # -- spec checking (pure Python) -------------------------------------------------------------------
@@ -208,7 +225,7 @@ def _as_number(cell: str) -> float | None:
 # -- loading (NumPy, scikit-learn) -----------------------------------------------------------------
 
 
-def _load_built_in(name: str, seed: int, validation_fraction: float) -> Dataset:
+def _load_built_in(name: str, seed: int, fractions: tuple[float, float]) -> Dataset:
     import numpy as np
     from sklearn import datasets as sk_datasets
 
@@ -219,14 +236,14 @@ def _load_built_in(name: str, seed: int, validation_fraction: float) -> Dataset:
     }
     bunch = loaders[name]()
     y = np.asarray(bunch.target, dtype=np.int32)
-    train, val = _split(y, "classification", validation_fraction, seed)
+    parts = _split(y, "classification", *fractions, seed)
     if name == "digits":
         # Pixel intensities are 0..16; images keep their shape for convolutional spaces.
         x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[..., np.newaxis]
-        x_train, x_val = x[train], x[val]
+        xs = [x[part] for part in parts]
     else:
         x = np.asarray(bunch.data, dtype=np.float32)
-        x_train, x_val = _standardise(x[train], x[val])
+        xs = _standardise(*(x[part] for part in parts))
     info = DataInfo(
         input_shape=tuple(int(d) for d in x.shape[1:]),
         num_classes=len(bunch.target_names),
@@ -235,10 +252,51 @@ def _load_built_in(name: str, seed: int, validation_fraction: float) -> Dataset:
     )
     feature_names = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
     class_names = tuple(str(c) for c in bunch.target_names)
-    return Dataset(x_train, y[train], x_val, y[val], info, feature_names, class_names)
+    return _dataset(xs, [y[part] for part in parts], info, feature_names, class_names)
 
 
-def _load_csv(spec: Mapping[str, Any], seed: int, validation_fraction: float) -> Dataset:
+def _dataset(
+    xs: Sequence[Any],
+    ys: Sequence[Any],
+    info: DataInfo,
+    feature_names: tuple[str, ...],
+    classes: tuple[str, ...],
+) -> Dataset:
+    return Dataset(xs[0], ys[0], xs[1], ys[1], info, feature_names, classes, x_test=xs[2], y_test=ys[2])
+
+
+def _load_npz(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]) -> Dataset:
+    """An uploaded ``.npz`` with arrays ``x`` (rows first) and ``y``; images stay as they are."""
+    import numpy as np
+
+    with np.load(spec["path"], allow_pickle=False) as arrays:
+        x, labels = arrays["x"], arrays["y"]
+    if spec["task"] == "regression":
+        y = labels.astype(np.float32)
+        class_names: tuple[str, ...] = ()
+    else:
+        values, y = np.unique(labels, return_inverse=True)
+        y = y.astype(np.int32)
+        class_names = tuple(str(v) for v in values)
+    parts = _split(y, spec["task"], *fractions, seed)
+    if spec["kind"] == "image":
+        if x.ndim == 3:
+            x = x[..., np.newaxis]  # grey images without a channel axis
+        scale = 255.0 if x.dtype == np.uint8 else 1.0
+        xs = [(x[part].astype(np.float32) / scale) for part in parts]
+    else:
+        flat = x.reshape(len(x), -1).astype(np.float32)
+        xs = list(_standardise(*(flat[part] for part in parts)))
+    info = DataInfo(
+        input_shape=tuple(int(d) for d in xs[0].shape[1:]),
+        num_classes=1 if spec["task"] == "regression" else len(class_names),
+        task=spec["task"],
+        kind=spec["kind"],
+    )
+    return _dataset(xs, [y[part] for part in parts], info, (), class_names)
+
+
+def _load_csv(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]) -> Dataset:
     import numpy as np
 
     header, rows = _read_csv(spec["path"])
@@ -252,34 +310,37 @@ def _load_csv(spec: Mapping[str, Any], seed: int, validation_fraction: float) ->
         class_names = _sorted_labels(set(labels))
         index = {label: i for i, label in enumerate(class_names)}
         y = np.asarray([index[label] for label in labels], dtype=np.int32)
-    train, val = _split(y, spec["task"], validation_fraction, seed)
+    parts = _split(y, spec["task"], *fractions, seed)
 
-    train_parts, val_parts, feature_names = [], [], []
+    columns: list[list[Any]] = [[] for _ in parts]
+    feature_names: list[str] = []
     for column, name in enumerate(header):
         if column == target:
             continue
         cells = [row[column].strip() for row in rows]
-        encoded = _encode_column(name, cells, train, val)
+        encoded = _encode_column(name, cells, parts)
         if encoded is not None:
-            train_parts.append(encoded[0])
-            val_parts.append(encoded[1])
-            feature_names.extend(encoded[2])
-    if not train_parts:
+            for part_columns, values in zip(columns, encoded[0], strict=True):
+                part_columns.append(values)
+            feature_names.extend(encoded[1])
+    if not feature_names:
         raise DatasetError(f"{spec['path']} has no usable feature column (all values missing)")
-    x_train = np.concatenate(train_parts, axis=1).astype(np.float32)
-    x_val = np.concatenate(val_parts, axis=1).astype(np.float32)
+    xs = [np.concatenate(part_columns, axis=1).astype(np.float32) for part_columns in columns]
     info = DataInfo(
-        input_shape=(x_train.shape[1],),
+        input_shape=(xs[0].shape[1],),
         num_classes=1 if spec["task"] == "regression" else len(class_names),
         task=spec["task"],
         kind="tabular",
     )
-    return Dataset(x_train, y[train], x_val, y[val], info, tuple(feature_names), class_names)
+    return _dataset(xs, [y[part] for part in parts], info, tuple(feature_names), class_names)
 
 
-def _encode_column(name: str, cells: list[str], train: Any, val: Any) -> tuple[Any, Any, list[str]] | None:
-    """Standardised numbers, or one-hot categories, fitted on the training rows; None if empty."""
+def _encode_column(name: str, cells: list[str], parts: Sequence[Any]) -> tuple[list[Any], list[str]] | None:
+    """Standardised numbers, or one-hot categories, fitted on the training rows (``parts[0]``);
+    one array per part, or None if the column is empty."""
     import numpy as np
+
+    train = parts[0]
 
     present = [c for c in cells if not _is_missing(c)]
     if not present:
@@ -290,8 +351,7 @@ def _encode_column(name: str, cells: list[str], train: Any, val: Any) -> tuple[A
         known = train_values[~np.isnan(train_values)]
         fill = float(np.median(known)) if known.size else 0.0
         values = np.where(np.isnan(values), fill, values)[:, np.newaxis]
-        x_train, x_val = _standardise(values[train], values[val])
-        return x_train, x_val, [name]
+        return list(_standardise(*(values[part] for part in parts))), [name]
     train_cells = [cells[i] for i in train if not _is_missing(cells[i])]
     counts = Counter(train_cells or present)
     fill = counts.most_common(1)[0][0]
@@ -303,7 +363,7 @@ def _encode_column(name: str, cells: list[str], train: Any, val: Any) -> tuple[A
         column = position.get(fill if _is_missing(cell) else cell)
         if column is not None:
             one_hot[row, column] = 1.0
-    return one_hot[train], one_hot[val], [f"{name}={c}" for c in categories]
+    return [one_hot[part] for part in parts], [f"{name}={c}" for c in categories]
 
 
 def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
@@ -313,8 +373,8 @@ def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
     return tuple(sorted(labels))
 
 
-def _split(y: Any, task: str, validation_fraction: float, seed: int) -> tuple[Any, Any]:
-    """Row indices of the training and validation parts; stratified for classification."""
+def _split(y: Any, task: str, validation_fraction: float, test_fraction: float, seed: int) -> list[Any]:
+    """Row indices of the training, validation and test parts; stratified for classification."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -323,20 +383,30 @@ def _split(y: Any, task: str, validation_fraction: float, seed: int) -> tuple[An
         if task == "classification"
         else [np.arange(len(y))]
     )
-    train, val = [], []
+    train, val, test = [], [], []
     for group in groups:
         shuffled = rng.permutation(group)
-        # A class with one row stays in training; every other class appears on both sides.
-        count = 0 if len(group) < 2 else min(max(round(len(group) * validation_fraction), 1), len(group) - 1)
-        val.append(shuffled[:count])
-        train.append(shuffled[count:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+        # Training keeps at least one row of every class; the held-out parts take theirs
+        # only while some rows remain for training.
+        n_test = _share(len(group), test_fraction, keep=2)
+        n_val = _share(len(group) - n_test, validation_fraction * len(group) / max(len(group) - n_test, 1), 1)
+        test.append(shuffled[:n_test])
+        val.append(shuffled[n_test : n_test + n_val])
+        train.append(shuffled[n_test + n_val :])
+    return [np.sort(np.concatenate(part)) for part in (train, val, test)]
 
 
-def _standardise(x_train: Any, x_val: Any) -> tuple[Any, Any]:
+def _share(size: int, fraction: float, keep: int) -> int:
+    """How many of ``size`` rows a held-out part takes: about ``fraction``, at least one, leaving ``keep``."""
+    if fraction <= 0 or size <= keep:
+        return 0
+    return min(max(round(size * fraction), 1), size - keep)
+
+
+def _standardise(x_train: Any, *others: Any) -> tuple[Any, ...]:
     import numpy as np
 
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # A constant column stays constant (zero) instead of dividing by 0.
-    return ((x_train - mean) / std).astype(np.float32), ((x_val - mean) / std).astype(np.float32)
+    return tuple(((x - mean) / std).astype(np.float32) for x in (x_train, *others))

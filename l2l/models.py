@@ -101,3 +101,35 @@ class MetricRow(Base):
     step: Mapped[int] = mapped_column(Integer)
     values: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: What a worker loads: {"name": "csv"|"npz", "path": ..., "kind", "task", "target"?, "split_seed"}.
+    spec: Mapped[dict[str, Any]]
+    #: What the upload check found: rows, columns and their types, classes.
+    summary: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FinalModelRow(Base):
+    """The best architecture retrained on training + validation data and scored once on the test part."""
+
+    __tablename__ = "final_models"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    trial_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]]
+    test_metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: format -> stored file path (".keras", "savedmodel" zip)
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

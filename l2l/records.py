@@ -70,3 +70,28 @@ class MetricPoint:
     trial_id: int
     step: int
     values: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: int
+    team_id: int
+    name: str
+    #: What a job's dataset field becomes: the loader's spec (path, kind, task, target, split_seed).
+    spec: dict[str, Any]
+    summary: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class FinalModelRecord:
+    job_id: int
+    trial_id: int
+    state: TrialState  # the same life cycle as a trial's
+    params: dict[str, Any]
+    test_metrics: dict[str, Any]
+    files: dict[str, str]
+    error: str | None
+    attempts: int
+    created_at: datetime
+    finished_at: datetime | None

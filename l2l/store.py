@@ -24,8 +24,15 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from l2l.models import ApiKeyRow, JobRow, MetricRow, TeamRow, TrialRow, utcnow
-from l2l.records import JobRecord, MetricPoint, TeamRecord, TrialRecord
+from l2l.models import ApiKeyRow, DatasetRow, FinalModelRow, JobRow, MetricRow, TeamRow, TrialRow, utcnow
+from l2l.records import (
+    DatasetRecord,
+    FinalModelRecord,
+    JobRecord,
+    MetricPoint,
+    TeamRecord,
+    TrialRecord,
+)
 from l2l.states import JobState, TrialState
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,6 +55,14 @@ class TrialFinished(StorageError):
     def __init__(self, trial: TrialRecord) -> None:
         super().__init__(f"trial {trial.id} already finished ({trial.state.value})")
         self.trial = trial
+
+
+class FinalModelFinished(StorageError):
+    """The job's final model already ended; ``model`` is its stored record."""
+
+    def __init__(self, model: FinalModelRecord) -> None:
+        super().__init__(f"the final model of job {model.job_id} already ended ({model.state.value})")
+        self.model = model
 
 
 class Conflict(StorageError):
@@ -142,6 +157,86 @@ class Store:
                 .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
             ).first()
             return _team_record(row) if row is not None else None
+
+    # ------------------------------------------------------------- datasets
+
+    def create_dataset(
+        self, team_id: int, name: str, spec: Mapping[str, Any], summary: Mapping[str, Any]
+    ) -> DatasetRecord:
+        with self._session() as session:
+            row = DatasetRow(team_id=team_id, name=name, spec=dict(spec), summary=dict(summary))
+            session.add(row)
+            session.flush()
+            return _dataset_record(row)
+
+    def get_dataset(self, dataset_id: int, team_id: int | None = None) -> DatasetRecord:
+        with self._session(write=False) as session:
+            row = _get(session, DatasetRow, dataset_id)
+            if team_id is not None and row.team_id != team_id:
+                raise NotFound(f"dataset {dataset_id} not found")
+            return _dataset_record(row)
+
+    def list_datasets(self, team_id: int) -> list[DatasetRecord]:
+        with self._session(write=False) as session:
+            rows = session.scalars(
+                select(DatasetRow).where(DatasetRow.team_id == team_id).order_by(DatasetRow.id.desc())
+            )
+            return [_dataset_record(row) for row in rows]
+
+    # --------------------------------------------------------- final models
+
+    def start_final_model(
+        self, job_id: int, owner: str, trial_id: int, params: Mapping[str, Any], token_hash: str
+    ) -> FinalModelRecord:
+        """Create (or start a new attempt of) the job's final model, running with a new token."""
+        with self._session() as session:
+            _owned_job(session, job_id, owner)
+            row = session.get(FinalModelRow, job_id, with_for_update=True)
+            if row is None:
+                row = FinalModelRow(job_id=job_id, trial_id=trial_id, params=dict(params), attempts=0)
+                session.add(row)
+            elif TrialState(row.state).is_finished():
+                raise FinalModelFinished(_final_model_record(row))
+            row.state = TrialState.RUNNING.value
+            row.attempts = (row.attempts or 0) + 1
+            row.token_hash = token_hash
+            session.flush()
+            return _final_model_record(row)
+
+    def get_final_model(self, job_id: int) -> FinalModelRecord | None:
+        with self._session(write=False) as session:
+            row = session.get(FinalModelRow, job_id)
+            return _final_model_record(row) if row is not None else None
+
+    def final_model_token_hash(self, job_id: int) -> str | None:
+        with self._session(write=False) as session:
+            row = session.get(FinalModelRow, job_id)
+            return row.token_hash if row is not None else None
+
+    def finish_final_model(
+        self,
+        job_id: int,
+        state: TrialState,
+        *,
+        test_metrics: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
+        error: str | None = None,
+    ) -> FinalModelRecord:
+        """End the final model (completed with its files and test score, or failed); once only."""
+        if not state.is_finished():
+            raise ValueError(f"{state} is not a final state")
+        with self._session() as session:
+            row = session.get(FinalModelRow, job_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"job {job_id} has no final model")
+            if TrialState(row.state).is_finished():
+                raise FinalModelFinished(_final_model_record(row))
+            row.state = state.value
+            row.test_metrics = _json_safe(test_metrics or {})
+            row.files = dict(files or {})
+            row.error = error
+            row.finished_at = utcnow()
+            return _final_model_record(row)
 
     # ----------------------------------------------------------------- jobs
 
@@ -511,6 +606,32 @@ def _team_record(row: TeamRow) -> TeamRecord:
         max_trials_per_job=row.max_trials_per_job,
         max_accelerators_per_job=row.max_accelerators_per_job,
         created_at=_aware(row.created_at) or utcnow(),
+    )
+
+
+def _dataset_record(row: DatasetRow) -> DatasetRecord:
+    return DatasetRecord(
+        id=row.id,
+        team_id=row.team_id,
+        name=row.name,
+        spec=dict(row.spec),
+        summary=dict(row.summary),
+        created_at=_aware(row.created_at) or utcnow(),
+    )
+
+
+def _final_model_record(row: FinalModelRow) -> FinalModelRecord:
+    return FinalModelRecord(
+        job_id=row.job_id,
+        trial_id=row.trial_id,
+        state=TrialState(row.state),
+        params=dict(row.params),
+        test_metrics=dict(row.test_metrics or {}),
+        files=dict(row.files or {}),
+        error=row.error,
+        attempts=row.attempts,
+        created_at=_aware(row.created_at) or utcnow(),
+        finished_at=_aware(row.finished_at),
     )
 
 

@@ -67,7 +67,8 @@ def run_trial(
 
     from l2l.datasets import load_dataset
 
-    data = load_dataset(task.dataset, seed=task.seed)
+    # The dataset's own split seed, not the job's: one split for every trial and the final model.
+    data = load_dataset(task.dataset, seed=task.dataset.get("split_seed", 0))
     # Same data split for every trial of a job; different initial weights per trial.
     keras.utils.set_random_seed((task.seed * 100_003 + task.trial_id) % 2**31)
     try:

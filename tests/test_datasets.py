@@ -47,7 +47,7 @@ def test_built_in_datasets_have_the_documented_shapes_and_types() -> None:
     assert digits.x_train.min() >= 0.0 and digits.x_train.max() <= 1.0
     assert digits.y_train.dtype == np.int32
     assert (digits.info.input_shape, digits.info.num_classes, digits.info.kind) == ((8, 8, 1), 10, "image")
-    assert len(digits.x_train) + len(digits.x_val) == 1797
+    assert len(digits.x_train) + len(digits.x_val) + len(digits.x_test) == 1797
     wine = load_dataset({"name": "wine"})
     assert wine.info.input_shape == (13,) and wine.info.num_classes == 3 and wine.info.kind == "tabular"
 
@@ -67,10 +67,20 @@ def test_split_is_the_same_for_a_seed_and_differs_across_seeds() -> None:
 
 
 def test_classification_split_is_stratified() -> None:
-    data = load_dataset("wine", seed=3, validation_fraction=0.25)
-    everything = np.concatenate([data.y_train, data.y_val])
+    data = load_dataset("wine", seed=3, validation_fraction=0.25, test_fraction=0.2)
+    everything = np.concatenate([data.y_train, data.y_val, data.y_test])
     for label, count in zip(*np.unique(everything, return_counts=True), strict=True):
-        assert (data.y_val == label).sum() == round(count * 0.25)
+        assert abs((data.y_val == label).sum() - count * 0.25) <= 1
+        assert abs((data.y_test == label).sum() - count * 0.2) <= 1
+        assert (data.y_train == label).sum() > 0
+
+
+def test_the_three_parts_never_share_a_row() -> None:
+    data = load_dataset("digits", seed=0)
+    rows = [{x.tobytes() for x in part} for part in (data.x_train, data.x_val, data.x_test)]
+    assert len(data.x_test) == round(1797 * 0.2) or abs(len(data.x_test) - 1797 * 0.2) < 10
+    # digits has a few duplicate images; nearly all rows are on one side only
+    assert len(rows[0] & rows[2]) < 5 and len(rows[1] & rows[2]) < 5
 
 
 @pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
@@ -115,7 +125,7 @@ def test_csv_with_text_numbers_and_gaps_loads_as_classification(tmp_path: Path) 
     assert data.info.num_classes == 3 and data.info.task == "classification"
     # size and legs are numbers; colour is one-hot over the colours seen in training.
     assert data.feature_names == ("size", "colour=blue", "colour=green", "colour=red", "legs")
-    assert data.x_train.shape == (48, 5) and data.x_val.shape == (12, 5)
+    assert data.x_train.shape == (36, 5) and data.x_val.shape == (12, 5) and data.x_test.shape == (12, 5)
     assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int32
     assert np.isfinite(data.x_train).all() and np.isfinite(data.x_val).all()
     assert set(np.unique(data.x_train[:, 1:4])) <= {0.0, 1.0}

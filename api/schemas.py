@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from l2l.jobspec import JobSpec
-from l2l.records import JobRecord, TrialRecord
+from l2l.records import DatasetRecord, JobRecord, TrialRecord
 from l2l.states import JobState, TrialState
 
 JobCreate = JobSpec
@@ -136,3 +136,27 @@ class ReportAccepted(BaseModel):
     trial: TrialPublic
     changed: bool = Field(description="False when the report changed nothing (e.g. a repeat).")
     message: str
+
+
+class DatasetPublic(BaseModel):
+    id: int
+    name: str
+    kind: str = Field(description="image or tabular")
+    task: str = Field(description="classification or regression")
+    summary: dict[str, Any] = Field(description="What the upload check found: rows, column types, classes.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, dataset: DatasetRecord) -> DatasetPublic:
+        return cls(
+            id=dataset.id,
+            name=dataset.name,
+            kind=dataset.spec["kind"],
+            task=dataset.spec["task"],
+            summary=dataset.summary,
+            created_at=dataset.created_at,
+        )
+
+
+class DatasetsPublic(BaseModel):
+    items: list[DatasetPublic]

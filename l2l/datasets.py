@@ -40,8 +40,11 @@ MAX_NUMERIC_CLASSES = 20
 #: A text column keeps its most frequent categories only, so an ID column cannot explode the width.
 MAX_CATEGORIES = 100
 
-_CSV_KEYS = ("name", "path", "target", "task", "kind")
-_BUILT_IN_KEYS = ("name", "task", "kind")
+_CSV_KEYS = ("name", "path", "target", "task", "kind", "split_seed", "dataset_id")
+_NPZ_KEYS = ("name", "path", "task", "kind", "split_seed", "dataset_id")
+_BUILT_IN_KEYS = ("name", "task", "kind", "split_seed")
+#: File formats of uploaded datasets (the upload check writes image zips as npz).
+FILE_FORMATS = ("csv", "npz")
 
 
 class DatasetError(ValueError):
@@ -76,6 +79,8 @@ def dataset_names() -> list[str]:
 def dataset_kind(spec: str | Mapping[str, Any]) -> str:
     """``"image"`` or ``"tabular"``, from the spec alone (a CSV is not read)."""
     name = _name_of(spec)
+    if name == "npz":
+        return str(spec["kind"]) if isinstance(spec, Mapping) else "tabular"
     return "tabular" if name == "csv" else BUILT_IN_KINDS[name]
 
 
@@ -88,12 +93,18 @@ def check_dataset_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     """
     name = _name_of(spec)
     given = {"name": name} if isinstance(spec, str) else dict(spec)
-    if name != "csv":
-        _reject_unknown_keys(given, _BUILT_IN_KEYS, name)
-        normalised = {"name": name, "kind": BUILT_IN_KINDS[name], "task": "classification"}
-    else:
+    if name == "csv":
         _reject_unknown_keys(given, _CSV_KEYS, name)
         normalised = _check_csv_spec(given)
+    elif name == "npz":
+        _reject_unknown_keys(given, _NPZ_KEYS, name)
+        normalised = _check_npz_spec(given)
+    else:
+        _reject_unknown_keys(given, _BUILT_IN_KEYS, name)
+        normalised = {"name": name, "kind": BUILT_IN_KINDS[name], "task": "classification"}
+    for key in ("split_seed", "dataset_id"):
+        if key in given:
+            normalised[key] = int(given[key])
     for key in ("kind", "task"):
         if key in given and given[key] != normalised[key]:
             raise DatasetError(f"dataset {name!r} has {key} {normalised[key]!r}, not {given[key]!r}")
@@ -139,8 +150,8 @@ def _name_of(spec: Any) -> str:
         name = spec
     else:
         raise DatasetError(f"a dataset is a name or a mapping, got {type(spec).__name__}")
-    if name != "csv" and name not in BUILT_IN_KINDS:
-        choices = ", ".join([*dataset_names(), "csv"])
+    if name not in FILE_FORMATS and name not in BUILT_IN_KINDS:
+        choices = ", ".join([*dataset_names(), "csv", "an uploaded dataset's id"])
         raise DatasetError(f"unknown dataset {name!r}; choose one of {choices}")
     return str(name)
 
@@ -158,29 +169,40 @@ def _check_csv_spec(given: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(target, str) or not target:
         raise DatasetError("a csv dataset needs 'target', the name of the column to predict")
     path = os.path.abspath(path)
-    header, rows = _read_csv(path)
+    header, rows = read_csv(path)
     if target not in header:
         raise DatasetError(f"target column {target!r} is not in {path}; its columns are {', '.join(header)}")
     if len(header) < 2:
         raise DatasetError(f"{path} has no feature columns besides the target {target!r}")
     column = header.index(target)
-    labels = [row[column] for row in rows if not _is_missing(row[column])]
+    labels = [row[column] for row in rows if not is_missing(row[column])]
     if len(labels) < MIN_ROWS:
         raise DatasetError(
             f"{path} has {len(labels)} rows with a {target!r} value; at least {MIN_ROWS} needed"
         )
-    task = given.get("task") or _guess_task(labels)
+    task = given.get("task") or guess_task(labels)
     if task not in TASKS:
         raise DatasetError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     distinct = set(labels)
     if len(distinct) < 2:
         raise DatasetError(f"target {target!r} in {path} has a single value {labels[0]!r}; nothing to learn")
-    if task == "regression" and not all(_as_number(v) is not None for v in labels):
+    if task == "regression" and not all(as_number(v) is not None for v in labels):
         raise DatasetError(f"target {target!r} in {path} has non-numeric values; regression needs numbers")
     return {"name": "csv", "path": path, "target": target, "kind": "tabular", "task": task}
 
 
-def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
+def _check_npz_spec(given: Mapping[str, Any]) -> dict[str, Any]:
+    # Written by the upload check, which has looked inside already; here only what could change.
+    path = given.get("path")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise DatasetError(f"the dataset file {path!r} is missing")
+    kind, task = given.get("kind"), given.get("task")
+    if kind not in ("image", "tabular") or task not in TASKS:
+        raise DatasetError("an npz dataset needs 'kind' (image or tabular) and 'task'")
+    return {"name": "npz", "path": path, "kind": kind, "task": task}
+
+
+def read_csv(path: str) -> tuple[list[str], list[list[str]]]:
     try:
         # utf-8-sig drops the byte-order mark spreadsheets put before the first column name.
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -202,19 +224,19 @@ def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _guess_task(labels: Sequence[str]) -> str:
-    numbers = [_as_number(v) for v in labels]
+def guess_task(labels: Sequence[str]) -> str:
+    numbers = [as_number(v) for v in labels]
     if any(n is None for n in numbers):
         return "classification"
     whole = all(n == int(n) for n in numbers if n is not None)
     return "classification" if whole and len(set(numbers)) <= MAX_NUMERIC_CLASSES else "regression"
 
 
-def _is_missing(cell: str) -> bool:
+def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 
 
-def _as_number(cell: str) -> float | None:
+def as_number(cell: str) -> float | None:
     try:
         value = float(cell)
     except ValueError:
@@ -299,9 +321,9 @@ def _load_npz(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]
 def _load_csv(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]) -> Dataset:
     import numpy as np
 
-    header, rows = _read_csv(spec["path"])
+    header, rows = read_csv(spec["path"])
     target = header.index(spec["target"])
-    rows = [row for row in rows if not _is_missing(row[target])]
+    rows = [row for row in rows if not is_missing(row[target])]
     labels = [row[target].strip() for row in rows]
     if spec["task"] == "regression":
         y = np.asarray([float(v) for v in labels], dtype=np.float32)
@@ -342,17 +364,17 @@ def _encode_column(name: str, cells: list[str], parts: Sequence[Any]) -> tuple[l
 
     train = parts[0]
 
-    present = [c for c in cells if not _is_missing(c)]
+    present = [c for c in cells if not is_missing(c)]
     if not present:
         return None
-    if all(_as_number(c) is not None for c in present):
-        values = np.asarray([np.nan if _is_missing(c) else float(c) for c in cells], dtype=np.float64)
+    if all(as_number(c) is not None for c in present):
+        values = np.asarray([np.nan if is_missing(c) else float(c) for c in cells], dtype=np.float64)
         train_values = values[train]
         known = train_values[~np.isnan(train_values)]
         fill = float(np.median(known)) if known.size else 0.0
         values = np.where(np.isnan(values), fill, values)[:, np.newaxis]
         return list(_standardise(*(values[part] for part in parts))), [name]
-    train_cells = [cells[i] for i in train if not _is_missing(cells[i])]
+    train_cells = [cells[i] for i in train if not is_missing(cells[i])]
     counts = Counter(train_cells or present)
     fill = counts.most_common(1)[0][0]
     categories = sorted(c for c, _ in counts.most_common(MAX_CATEGORIES))
@@ -360,7 +382,7 @@ def _encode_column(name: str, cells: list[str], parts: Sequence[Any]) -> tuple[l
     one_hot = np.zeros((len(cells), len(categories)), dtype=np.float32)
     for row, cell in enumerate(cells):
         # A category never seen in training (or beyond the cap) is all zeros.
-        column = position.get(fill if _is_missing(cell) else cell)
+        column = position.get(fill if is_missing(cell) else cell)
         if column is not None:
             one_hot[row, column] = 1.0
     return [one_hot[part] for part in parts], [f"{name}={c}" for c in categories]
@@ -368,7 +390,7 @@ def _encode_column(name: str, cells: list[str], parts: Sequence[Any]) -> tuple[l
 
 def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
     # Numeric labels in numeric order, so "10" comes after "9".
-    if all(_as_number(label) is not None for label in labels):
+    if all(as_number(label) is not None for label in labels):
         return tuple(sorted(labels, key=lambda label: float(label)))
     return tuple(sorted(labels))
 

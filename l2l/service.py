@@ -19,7 +19,7 @@ from l2l.records import JobRecord, TeamRecord, TrialRecord
 from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.settings import Settings
 from l2l.states import TrialState
-from l2l.store import Store, TrialFinished
+from l2l.store import NotFound, Store, TrialFinished
 
 
 class Forbidden(Exception):
@@ -91,12 +91,26 @@ def authenticate(store: Store, key: str | None) -> TeamRecord:
 
 def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
     """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
+    if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
+        spec = spec.model_copy(update={"dataset": _uploaded_dataset(store, spec.dataset, team)})
     normalised = validate_job(spec, settings)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
     space_name = normalised["space"].get("name") or "keras_tuner"
     name = spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
     return store.create_job(name, normalised, team_id=team.id if team else None)
+
+
+def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord | None) -> dict[str, Any]:
+    """The loader spec of a team's uploaded dataset, named in a job as {"id": N}."""
+    extra = sorted(set(given) - {"id"})
+    if extra:
+        raise InvalidJob(f"dataset: an uploaded dataset is named by its id alone; remove {extra}")
+    try:
+        dataset = store.get_dataset(int(given["id"]), team.id if team else None)
+    except (NotFound, TypeError, ValueError):
+        raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
+    return {**dataset.spec, "dataset_id": dataset.id}
 
 
 def _check_team_limits(store: Store, team: TeamRecord, job: Mapping[str, Any], settings: Settings) -> None:

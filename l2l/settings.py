@@ -22,6 +22,8 @@ class ApiSettings(BaseModel):
     max_trials_per_job: int = 10_000
     max_concurrency: int = 256
     max_epochs: int = 1_000
+    #: Largest dataset upload accepted, in megabytes.
+    max_upload_mb: float = 200.0
 
 
 class LimitSettings(BaseModel):

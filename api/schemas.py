@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from l2l.jobspec import JobSpec
-from l2l.records import DatasetRecord, JobRecord, TrialRecord
+from l2l.records import DatasetRecord, FinalModelRecord, JobRecord, TrialRecord
 from l2l.states import JobState, TrialState
 
 JobCreate = JobSpec
@@ -71,6 +71,29 @@ class Progress(BaseModel):
     cancelled: int
 
 
+class FinalModelPublic(BaseModel):
+    """The best architecture retrained on training + validation data and scored once on the test part."""
+
+    state: TrialState
+    trial_id: int = Field(description="The trial whose architecture it is.")
+    params: dict[str, Any]
+    test_metrics: dict[str, Any] = Field(description="Its one score on the held-out test part.")
+    downloads: dict[str, str] = Field(description="Format -> download path (keras, savedmodel).")
+    error: str | None
+
+    @classmethod
+    def of(cls, model: FinalModelRecord) -> FinalModelPublic:
+        downloads = {name: f"/jobs/{model.job_id}/model?format={name}" for name in model.files}
+        return cls(
+            state=model.state,
+            trial_id=model.trial_id,
+            params=model.params,
+            test_metrics=model.test_metrics,
+            downloads=downloads,
+            error=model.error,
+        )
+
+
 class JobPublic(BaseModel):
     id: int
     name: str
@@ -80,12 +103,19 @@ class JobPublic(BaseModel):
     progress: Progress
     best_trial: TrialPublic | None
     reason: str | None = Field(description="Why the job ended the way it did, if not plainly.")
+    final_model: FinalModelPublic | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: JobRecord, counts: dict[TrialState, int], best: TrialRecord | None) -> JobPublic:
+    def of(
+        cls,
+        job: JobRecord,
+        counts: dict[TrialState, int],
+        best: TrialRecord | None,
+        final_model: FinalModelRecord | None = None,
+    ) -> JobPublic:
         return cls(
             id=job.id,
             name=job.name,
@@ -99,6 +129,7 @@ class JobPublic(BaseModel):
             ),
             best_trial=TrialPublic.of(best) if best else None,
             reason=job.reason,
+            final_model=FinalModelPublic.of(final_model) if final_model else None,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -33,8 +33,11 @@ class TrialTask:
     space: dict[str, Any]
     params: dict[str, Any]
     epochs: int
-    #: Seeds the data split (the same for every trial of a job) and the weights.
+    #: Seeds the initial weights (the data split is the dataset's own).
     seed: int
+    #: The job's final model: train on training + validation data, score once on the test
+    #: part, upload the model files; ``trial_id`` is then the best trial's.
+    final: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,6 +53,8 @@ class Outcome:
     retryable: bool = True
     #: Which attempt's worker ended (None if the executor cannot tell).
     attempt: int | None = None
+    #: It was a job's final model, not a trial.
+    final: bool = False
 
 
 class Executor(Protocol):

@@ -78,6 +78,11 @@ class JobSpec(BaseModel):
     budget: Budget
     seed: int | None = Field(default=None, description="Makes proposals and data splits repeatable.")
     objective: Objective | None = Field(default=None, description="Defaults to val_accuracy (max).")
+    final_model: bool = Field(
+        default=True,
+        description="When the search ends, retrain the best architecture on training + validation "
+        "data, score it once on the held-out test part and keep it for download.",
+    )
 
 
 def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
@@ -121,4 +126,5 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "budget": budget.model_dump(),
         "seed": spec.seed,
         "objective": objective,
+        "final_model": spec.final_model,
     }

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from controller import create_strategy
 from controller.base import FINISHED, WAIT, Proposal, Result, Strategy
 from l2l.executor import Executor, Outcome, ResourceUnavailable, TrialTask
-from l2l.records import JobRecord, TrialRecord
+from l2l.records import FinalModelRecord, JobRecord, TrialRecord
 from l2l.service import new_report_token
 from l2l.settings import Settings
 from l2l.states import JobState, TrialState
-from l2l.store import JobNotRunning, LeaseLost, StorageError, Store, TrialFinished
+from l2l.store import FinalModelFinished, JobNotRunning, LeaseLost, StorageError, Store, TrialFinished
 from search_spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -193,10 +193,40 @@ class JobLoop:
             self._tell_results(job)
             if job.id not in self._jobs:
                 return True
-            reason = None if created >= budget["trials"] else "the strategy had nothing more to propose"
-            self._finish(job, JobState.COMPLETED, reason)
+            final = self._final_model(job)
+            if final is not None and not final.state.is_finished():
+                return busy  # the job ends when its final model does
+            reasons = [] if created >= budget["trials"] else ["the strategy had nothing more to propose"]
+            if final is not None and final.state is TrialState.FAILED:
+                reasons.append(f"the final model failed: {_last_line(final.error)}")
+            self._finish(job, JobState.COMPLETED, "; ".join(reasons) or None)
             return True
         return busy
+
+    def _final_model(self, job: _ActiveJob) -> FinalModelRecord | None:
+        """The job's final model, started (or restarted after a controller restart) if need be."""
+        if not job.record.spec.get("final_model", True) or job.space.get("settings", {}).get("tabular"):
+            return None
+        final = self.store.get_final_model(job.id)
+        if final is not None and (
+            final.state.is_finished() or self._trial_jobs.get(final.trial_id) == job.id
+        ):
+            return final
+        if final is None:
+            best, _ = self.store.list_trials(
+                job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
+            )
+            if not best:
+                return None
+            return self._launch_final(job, best[0].id, best[0].params)
+        return self._launch_final(job, final.trial_id, final.params)
+
+    def _launch_final(self, job: _ActiveJob, trial_id: int, params: dict) -> FinalModelRecord:
+        token, token_hash = new_report_token()
+        final = self.store.start_final_model(job.id, self.owner, trial_id, params, token_hash)
+        self._submit(job, trial_id, final.attempts, token, params, final=True)
+        log.info("job %s: training the final model of trial %s", job.id, trial_id)
+        return final
 
     def _tell_results(self, job: _ActiveJob) -> bool:
         finished, _ = self.store.list_trials(
@@ -213,7 +243,7 @@ class JobLoop:
             job.last_error = trial.error
             limit = self.settings.controller.max_consecutive_failures
             if job.consecutive_failures >= limit:
-                last = (trial.error or "no error text").strip().splitlines()[-1]
+                last = _last_line(trial.error)
                 self._finish(job, JobState.FAILED, f"{limit} trials failed in a row; the last one: {last}")
                 return True
         return bool(finished)
@@ -224,20 +254,26 @@ class JobLoop:
             running = self.store.set_trial_state(trial.id, TrialState.RUNNING, token_hash=token_hash)
         except TrialFinished:
             return
+        self._submit(job, trial.id, running.attempts, token, trial.params)
+
+    def _submit(
+        self, job: _ActiveJob, trial_id: int, attempt: int, token: str, params: dict, final: bool = False
+    ) -> None:
         spec = job.record.spec
         task = TrialTask(
-            trial_id=trial.id,
+            trial_id=trial_id,
             job_id=job.id,
-            attempt=running.attempts,
+            attempt=attempt,
             token=token,
             report_url=self.settings.report_url,
             dataset=spec["dataset"],
             space=job.space,
-            params=trial.params,
+            params=params,
             epochs=spec["budget"]["epochs"],
             seed=spec.get("seed") or 0,
+            final=final,
         )
-        self._trial_jobs[trial.id] = job.id
+        self._trial_jobs[trial_id] = job.id
         self.executor.submit(task, spec["budget"]["resources"])
 
     def _handle_outcome(self, outcome: Outcome) -> None:
@@ -245,6 +281,9 @@ class JobLoop:
         job = self._jobs.get(job_id) if job_id is not None else None
         if job is None:
             return  # a worker of a job this controller no longer drives
+        if outcome.final:
+            self._handle_final_outcome(job, outcome)
+            return
         trial = self.store.get_trial(outcome.trial_id)
         if trial.state.is_finished():
             return  # the worker reported; the next pass tells the strategy
@@ -259,6 +298,19 @@ class JobLoop:
         why = "cannot be built" if not outcome.retryable else f"failed {trial.attempts} times"
         with contextlib.suppress(TrialFinished):
             self.store.set_trial_state(trial.id, TrialState.FAILED, error=f"the trial {why}: {error}")
+
+    def _handle_final_outcome(self, job: _ActiveJob, outcome: Outcome) -> None:
+        self._trial_jobs.pop(outcome.trial_id, None)
+        final = self.store.get_final_model(job.id)
+        if final is None or final.state.is_finished() or outcome.attempt != final.attempts:
+            return  # it reported, or this was an earlier attempt
+        error = outcome.error or "the worker ended without uploading the model"
+        if outcome.retryable and final.attempts <= self.settings.controller.max_retries:
+            log.warning("job %s final model attempt %s failed, retrying: %s", job.id, final.attempts, error)
+            self._launch_final(job, final.trial_id, final.params)
+            return
+        with contextlib.suppress(FinalModelFinished):
+            self.store.finish_final_model(job.id, TrialState.FAILED, error=error)
 
     def _renew_lease(self, job: _ActiveJob) -> None:
         lease = self.settings.controller.lease_seconds
@@ -289,3 +341,8 @@ class JobLoop:
         for trial_id, job_id in list(self._trial_jobs.items()):
             if job_id == job.id:
                 del self._trial_jobs[trial_id]
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "no error text").strip().splitlines()
+    return lines[-1] if lines else "no error text"

@@ -32,7 +32,7 @@ class RayExecutor:
             )
         # max_retries=0: the job loop owns the retry policy, with the error kept on the trial.
         self._train = ray.remote(max_retries=0)(_train_on_worker)
-        self._running: dict[ray.ObjectRef, tuple[int, int]] = {}  # -> (trial id, attempt)
+        self._running: dict[ray.ObjectRef, TrialTask] = {}
 
     def check_resources(self, resources: Mapping[str, float]) -> None:
         available = ray.cluster_resources()
@@ -46,17 +46,17 @@ class RayExecutor:
 
     def submit(self, task: TrialTask, resources: Mapping[str, float]) -> None:
         ref = self._train.options(**_ray_options(resources)).remote(task.to_dict(), resources.get("CPU"))
-        self._running[ref] = (task.trial_id, task.attempt)
+        self._running[ref] = task
 
     def poll(self) -> list[Outcome]:
         if not self._running:
             return []
         done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
-        return [self._outcome(ref, *self._running.pop(ref)) for ref in done]
+        return [self._outcome(ref, self._running.pop(ref)) for ref in done]
 
     def cancel(self, trial_id: int) -> None:
-        for ref, (running_id, _) in list(self._running.items()):
-            if running_id == trial_id:
+        for ref, task in list(self._running.items()):
+            if task.trial_id == trial_id:
                 ray.cancel(ref, force=True)
                 del self._running[ref]
 
@@ -67,18 +67,19 @@ class RayExecutor:
         ray.shutdown()
 
     @staticmethod
-    def _outcome(ref: ray.ObjectRef, trial_id: int, attempt: int) -> Outcome:
+    def _outcome(ref: ray.ObjectRef, task: TrialTask) -> Outcome:
+        ended = {"attempt": task.attempt, "final": task.final}
         try:
             ray.get(ref)
         except RayTaskError as error:
             cause = error.cause
-            build_error = isinstance(cause, TrialBuildError)
-            return Outcome(trial_id, f"{type(cause).__name__}: {cause}\n{error}", not build_error, attempt)
+            retryable = not isinstance(cause, TrialBuildError)
+            return Outcome(task.trial_id, f"{type(cause).__name__}: {cause}\n{error}", retryable, **ended)
         except TaskCancelledError:
-            return Outcome(trial_id, "the trial's worker was cancelled", False, attempt)
+            return Outcome(task.trial_id, "the worker was cancelled", False, **ended)
         except Exception as error:  # a dead worker or node: worth another try
-            return Outcome(trial_id, f"{type(error).__name__}: {error}", True, attempt)
-        return Outcome(trial_id, attempt=attempt)
+            return Outcome(task.trial_id, f"{type(error).__name__}: {error}", True, **ended)
+        return Outcome(task.trial_id, **ended)
 
 
 def _train_on_worker(task: dict[str, Any], cpus: float | None) -> dict[str, Any]:

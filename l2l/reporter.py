@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,11 +28,27 @@ class Reporter:
     def final(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, Any]:
         return self._send({"step": step, "metrics": _clean(metrics), "final": True})
 
+    def final_model(
+        self, job_id: int, metrics: Mapping[str, Any], files: Mapping[str, Path]
+    ) -> dict[str, Any]:
+        """Upload a job's final model files with its test metrics (the final model's token)."""
+        url = self.url.rsplit("/trials/", 1)[0] + f"/jobs/{job_id}/model/report"
+
+        def send() -> httpx.Response:
+            handles = {name: (path.name, path.read_bytes()) for name, path in files.items()}
+            data = {"metrics": json.dumps(_clean(metrics))}
+            return httpx.post(url, data=data, files=handles, headers=self.headers, timeout=120)
+
+        return self._retry(send)
+
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._retry(lambda: httpx.post(self.url, json=body, headers=self.headers, timeout=30))
+
+    def _retry(self, send: Callable[[], httpx.Response]) -> dict[str, Any]:
         delay = 0.5
         for attempt in range(self.attempts):
             try:
-                response = httpx.post(self.url, json=body, headers=self.headers, timeout=30)
+                response = send()
             except httpx.TransportError:
                 if attempt == self.attempts - 1:
                     raise

@@ -10,16 +10,17 @@ import hashlib
 import hmac
 import re
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from l2l.jobspec import InvalidJob, JobSpec, validate_job
-from l2l.records import JobRecord, TeamRecord, TrialRecord
+from l2l.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.settings import Settings
 from l2l.states import TrialState
-from l2l.store import NotFound, Store, TrialFinished
+from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
 
 
 class Forbidden(Exception):
@@ -197,4 +198,46 @@ def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
             job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
         )
         best = completed[0] if completed else None
-    return {"counts": counts, "best": best}
+    return {"counts": counts, "best": best, "final_model": store.get_final_model(job.id)}
+
+
+#: Files a final model may come with: the Keras file and, where TensorFlow ran it, a zipped SavedModel.
+MODEL_FORMATS = {"keras": "model.keras", "savedmodel": "savedmodel.zip"}
+
+
+def report_final_model(
+    store: Store,
+    settings: Settings,
+    job_id: int,
+    token: str | None,
+    metrics: Mapping[str, Any],
+    files: Mapping[str, BinaryIO],
+) -> FinalModelRecord:
+    """Take a worker's final model: its files and its one score on the test part.
+
+    Authenticated by the final model's own token; a repeat after it finished changes nothing.
+    """
+    expected = store.final_model_token_hash(job_id)
+    if not token or expected is None or not hmac.compare_digest(expected, hash_token(token)):
+        raise Forbidden(f"this token does not belong to job {job_id}'s final model")
+    unknown = sorted(set(files) - set(MODEL_FORMATS))
+    if unknown or "keras" not in files:
+        raise ValueError(f"send the model as 'keras' (and optionally 'savedmodel'), not {sorted(files)}")
+    model = store.get_final_model(job_id)
+    if model is not None and model.state.is_finished():
+        return model
+    folder = settings.data_dir.resolve() / "models" / f"job-{job_id}"
+    staging = folder.with_name(f"{folder.name}.{secrets.token_hex(4)}.partial")
+    staging.mkdir(parents=True)
+    try:
+        for name, stream in files.items():
+            with (staging / MODEL_FORMATS[name]).open("wb") as out:
+                shutil.copyfileobj(stream, out)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+        stored = {name: str(folder / MODEL_FORMATS[name]) for name in files}
+        return store.finish_final_model(job_id, TrialState.COMPLETED, test_metrics=metrics, files=stored)
+    except FinalModelFinished as finished:
+        return finished.model
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -8,9 +8,12 @@ torch (a GPU machine may have JAX and no TensorFlow).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from l2l.executor import TrialBuildError, TrialTask
@@ -77,6 +80,8 @@ def run_trial(
         raise TrialBuildError(f"cannot build a model from {task.params}: {error!r}") from error
 
     batch_size = batch_size_for(space, task.params, DEFAULT_BATCH_SIZE)
+    if task.final:
+        return _train_final_model(task, model, data, batch_size)
     started = time.perf_counter()
     history = model.fit(
         data.x_train,
@@ -92,6 +97,39 @@ def run_trial(
     metrics["parameters"] = model.count_params()
     reporter.final(metrics)
     return metrics
+
+
+def _train_final_model(task: TrialTask, model: Any, data: Any, batch_size: int) -> dict[str, Any]:
+    """Retrain on training + validation data, score once on the test part, upload the files."""
+    import numpy as np
+
+    x = np.concatenate([data.x_train, data.x_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    started = time.perf_counter()
+    model.fit(x, y, epochs=task.epochs, batch_size=batch_size, verbose=0)
+    scores = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0, return_dict=True)
+    metrics: dict[str, Any] = {f"test_{name}": float(value) for name, value in scores.items()}
+    metrics["train_seconds"] = time.perf_counter() - started
+    metrics["parameters"] = model.count_params()
+    metrics["test_examples"] = len(data.y_test)
+    with tempfile.TemporaryDirectory() as folder:
+        files = {"keras": Path(folder) / "model.keras"}
+        model.save(files["keras"])
+        saved_model = _export_saved_model(model, Path(folder))
+        if saved_model is not None:
+            files["savedmodel"] = saved_model
+        Reporter(task.report_url, task.trial_id, task.token).final_model(task.job_id, metrics, files)
+    return metrics
+
+
+def _export_saved_model(model: Any, folder: Path) -> Path | None:
+    """A zipped TensorFlow SavedModel, where the backend is TensorFlow; None elsewhere."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    model.export(str(folder / "savedmodel"), format="tf_saved_model", verbose=False)
+    return Path(shutil.make_archive(str(folder / "savedmodel"), "zip", folder / "savedmodel"))
 
 
 def _limit_threads(cpus: float | None) -> None:

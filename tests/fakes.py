@@ -1,13 +1,17 @@
 """A fake trainer for job-loop tests: no Keras, but real HTTP reports to the real API.
 
+Final models are uploaded too, as a small stand-in file.
+
 The executor runs each trial in a thread with a function that turns parameters into
 metrics, and reports them through :class:`l2l.reporter.Reporter`, as a Ray worker would.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from l2l.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
@@ -28,6 +32,7 @@ class ThreadExecutor:
         self.objective = objective
         self.cpus = cpus
         self.submitted: list[TrialTask] = []
+        self.finals: list[TrialTask] = []
         self._done: list[Outcome] = []
         self._lock = threading.Lock()
 
@@ -36,22 +41,36 @@ class ThreadExecutor:
             raise ResourceUnavailable(f"the test executor has {self.cpus} CPUs and no GPU")
 
     def submit(self, task: TrialTask, resources: Mapping[str, float]) -> None:
-        self.submitted.append(task)
+        (self.finals if task.final else self.submitted).append(task)
         threading.Thread(target=self._run, args=(task,), daemon=True).start()
 
     def _run(self, task: TrialTask) -> None:
-        outcome = Outcome(task.trial_id, attempt=task.attempt)
+        outcome = Outcome(task.trial_id, attempt=task.attempt, final=task.final)
         try:
             metrics = self.objective(task)
             reporter = Reporter(task.report_url, task.trial_id, task.token, attempts=2)
-            reporter.step(0, metrics)
-            reporter.final(metrics)
+            if task.final:
+                self._upload_final_model(reporter, task, metrics)
+            else:
+                reporter.step(0, metrics)
+                reporter.final(metrics)
         except TrialBuildError as error:
-            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", False, task.attempt)
+            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", False, task.attempt, task.final)
         except Exception as error:
-            outcome = Outcome(task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt)
+            outcome = Outcome(
+                task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt, task.final
+            )
         with self._lock:
             self._done.append(outcome)
+
+    @staticmethod
+    def _upload_final_model(reporter: Reporter, task: TrialTask, metrics: Mapping[str, Any]) -> None:
+        # No Keras here: the "model file" is a stand-in whose bytes name the trial.
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.keras"
+            path.write_bytes(f"model of trial {task.trial_id}".encode())
+            test = {"test_accuracy": metrics.get("val_accuracy", 0.0)}
+            reporter.final_model(task.job_id, test, {"keras": path})
 
     def poll(self) -> list[Outcome]:
         with self._lock:

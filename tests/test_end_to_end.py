@@ -68,6 +68,23 @@ def test_ray_workers_train_keras_models_and_report_over_http(
     assert max(t.reward or 0 for t in trials) > 0.5  # wine has 3 classes: chance is ~0.4
     assert job.strategy_state is not None and len(job.strategy_state["pending"]) == 0
 
+    # The final model: the best architecture retrained, scored once on the test part, loadable.
+    final = sqlite_store.get_final_model(job.id)
+    assert final is not None and final.state is TrialState.COMPLETED, final
+    assert final.trial_id == job.best_trial_id and 0 <= final.test_metrics["test_accuracy"] <= 1
+    assert final.test_metrics["test_examples"] == 36  # 20% of wine's 178 rows, held out from the search
+    import keras
+
+    from l2l.datasets import load_dataset
+
+    model = keras.models.load_model(final.files["keras"])
+    data = load_dataset("wine")
+    predictions = model.predict(data.x_test, verbose=0)
+    assert predictions.shape == (36, 3)
+    accuracy = float((predictions.argmax(axis=1) == data.y_test).mean())
+    assert abs(accuracy - final.test_metrics["test_accuracy"]) < 1e-6
+    assert Path(final.files["savedmodel"]).stat().st_size > 0
+
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
     env = dict(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import LiveServer, free_port, make_settings
 from fakes import ThreadExecutor, synthetic_metrics
@@ -14,7 +15,7 @@ from fakes import ThreadExecutor, synthetic_metrics
 from l2l.executor import TrialBuildError, TrialTask
 from l2l.jobspec import JobSpec
 from l2l.loop import JobLoop
-from l2l.service import submit_job
+from l2l.service import create_team, submit_job
 from l2l.settings import Settings
 from l2l.states import JobState, TrialState
 from l2l.store import Store
@@ -207,3 +208,50 @@ def test_pause_resume_and_cancel_while_the_loop_runs(store: Store, live: LiveSer
     time.sleep(0.3)
     loop.step()  # the cancelled workers' late reports change nothing
     assert store.trial_counts(job_id)[TrialState.CANCELLED] == 2
+
+
+def test_the_final_model_is_trained_after_the_search_and_downloadable(store: Store, live: LiveServer) -> None:
+    team, key = create_team(store, "takers")
+    spec = JobSpec.model_validate({**JOB, "strategy": "random", "budget": {"trials": 4, "concurrency": 2}})
+    job_id = submit_job(store, spec, live.settings, team).id
+    executor = ThreadExecutor()
+    _run_until_done(JobLoop(store, executor, live.settings), job_id)
+
+    job = store.get_job(job_id)
+    final = store.get_final_model(job_id)
+    assert job.state is JobState.COMPLETED and job.reason is None
+    assert final is not None and final.state is TrialState.COMPLETED and final.trial_id == job.best_trial_id
+    assert (
+        len(executor.finals) == 1 and executor.finals[0].params == store.get_trial(job.best_trial_id).params
+    )
+    auth = {"Authorization": f"Bearer {key}"}
+    shown = httpx.get(f"{live.url}/jobs/{job_id}", headers=auth).json()["final_model"]
+    assert shown["state"] == "completed" and shown["test_metrics"]["test_accuracy"] > 0
+    download = httpx.get(f"{live.url}{shown['downloads']['keras']}", headers=auth)
+    assert download.status_code == 200 and download.content == f"model of trial {final.trial_id}".encode()
+    assert "attachment" in download.headers["content-disposition"]
+    # The final model's token is spent on its own report; a trial token or team key cannot upload one.
+    again = httpx.post(
+        f"{live.url}/jobs/{job_id}/model/report",
+        data={"metrics": "{}"},
+        files={"keras": ("m.keras", b"x")},
+        headers=auth,
+    )
+    assert again.status_code == 403
+
+
+def test_a_failing_final_model_is_retried_then_reported_on_the_job(store: Store, live: LiveServer) -> None:
+    def broken_final(task: TrialTask) -> dict[str, float]:
+        if task.final:
+            raise RuntimeError("out of memory while retraining")
+        return synthetic_metrics(task)
+
+    job_id = _submit(store, live.settings, strategy="random", budget={"trials": 2, "concurrency": 2})
+    executor = ThreadExecutor(broken_final)
+    _run_until_done(JobLoop(store, executor, live.settings), job_id)
+    job = store.get_job(job_id)
+    final = store.get_final_model(job_id)
+    assert job.state is JobState.COMPLETED and "the final model failed" in (job.reason or "")
+    assert "out of memory" in (job.reason or "")
+    assert final is not None and final.state is TrialState.FAILED and final.attempts == 2  # max_retries=1
+    assert len(executor.finals) == 2

@@ -31,7 +31,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 
 def _public(store: Store, job: JobRecord) -> JobPublic:
     progress = service.job_progress(store, job)
-    return JobPublic.of(job, progress["counts"], progress["best"])
+    return JobPublic.of(job, progress["counts"], progress["best"], progress["final_model"])
 
 
 @router.post(

@@ -30,7 +30,7 @@ def report(
     authorization: Annotated[str | None, Header()] = None,
 ) -> ReportAccepted:
     """A worker reports metrics with its per-trial token. Repeats of a finished trial change nothing."""
-    token = _bearer(authorization)
+    token = bearer_token(authorization)
     if token is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -52,7 +52,7 @@ def report(
     )
 
 
-def _bearer(authorization: str | None) -> str | None:
+def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.routes import datasets, jobs, trials
+from api.routes import datasets, jobs, models, trials
 from l2l import __version__
 from l2l.settings import Settings, get_settings
 from l2l.store import StorageError, Store
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.store = store
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(models.router)
     app.include_router(trials.router)
 
     @app.get("/health", tags=["service"])

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 from l2l.client import ApiError
+from l2l.client_cli import CLIENT_COMMANDS, add_client_parsers, run_client_command
 from l2l.settings import get_settings
 
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--epochs", type=int, default=4)
     demo.add_argument("--concurrency", type=int, default=2)
     demo.add_argument("--keep-serving", action="store_true", help="leave the service running afterwards")
+    add_client_parsers(commands)
     from l2l.bench.cli import add_bench_parser
 
     add_bench_parser(commands)
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "admin":
             return _admin(args)
+        if args.command in CLIENT_COMMANDS:
+            return run_client_command(args)
         from l2l.demo import run_demo
 
         return run_demo(args.trials, args.epochs, args.concurrency, args.keep_serving)

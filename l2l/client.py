@@ -63,16 +63,28 @@ class Client:
     def trials(self, job_id: int, **query: Any) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}/trials", params=query)
 
+    def download_model(self, job_id: int, format: str = "keras") -> tuple[bytes, str]:
+        """The final model's bytes and the file name the service suggests."""
+        response = self._http.get(f"/jobs/{job_id}/model", params={"format": format})
+        if response.status_code >= 400:
+            raise ApiError(f"GET /jobs/{job_id}/model -> {response.status_code}: {_detail(response)}")
+        disposition = response.headers.get("content-disposition", "")
+        filename = disposition.split("filename=")[-1].strip('"') if "filename=" in disposition else "model"
+        return response.content, filename
+
     def close(self) -> None:
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ApiError(f"{method} {path} -> {response.status_code}: {detail}")
+            raise ApiError(f"{method} {path} -> {response.status_code}: {_detail(response)}")
         result: dict[str, Any] = response.json()
         return result
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from l2l import service
 from l2l.records import JobRecord, TeamRecord
@@ -29,12 +29,26 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 team_key = HTTPBearer(auto_error=False, scheme_name="team key", description="Your team's API key.")
 
+#: The cookie the web pages' login sets (HttpOnly, SameSite=Strict) holding the team's key.
+KEY_COOKIE = "l2l_key"
+
+team_key_cookie = APIKeyCookie(
+    name=KEY_COOKIE,
+    auto_error=False,
+    scheme_name="web login",
+    description="The team key in the cookie the web login sets; used only when no Bearer header is sent.",
+)
+
 
 def get_team(
-    store: StoreDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(team_key)]
+    store: StoreDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(team_key)],
+    cookie_key: Annotated[str | None, Depends(team_key_cookie)] = None,
 ) -> TeamRecord:
+    """The caller's team, from the Bearer header or, failing that, the web login's cookie."""
+    key = credentials.credentials if credentials else cookie_key
     try:
-        return service.authenticate(store, credentials.credentials if credentials else None)
+        return service.authenticate(store, key)
     except service.Unauthorized as error:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}

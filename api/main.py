@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.routes import datasets, jobs, models, trials
+from api import web
+from api.routes import charts, datasets, jobs, models, predictions, trials
 from l2l import __version__
 from l2l.settings import Settings, get_settings
 from l2l.store import StorageError, Store
@@ -40,7 +41,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(models.router)
+    app.include_router(predictions.router)
     app.include_router(trials.router)
+    app.include_router(charts.router)
+    web.install(app)  # the pages at / and their /static files
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:

@@ -151,6 +151,15 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
     return 0
 
 
+def _start_predictions(settings: Any) -> None:
+    from l2l.predictor import start_predictor
+
+    try:
+        start_predictor(settings.serve.host, settings.serve.port, settings.serve.idle_seconds)
+    except Exception:  # searches go on without predictions; the API says why they fail
+        logging.getLogger(__name__).exception("the prediction service did not start")
+
+
 def _controller() -> int:
     from l2l.loop import JobLoop
     from l2l.ray_executor import RayExecutor
@@ -159,6 +168,8 @@ def _controller() -> int:
     store = _store()
     store.migrate()
     executor = RayExecutor(settings.ray.address, settings.ray.num_cpus)
+    if settings.serve.enabled:
+        _start_predictions(settings)
     loop = JobLoop(store, executor, settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

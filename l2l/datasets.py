@@ -14,13 +14,12 @@ trains on. No Keras here; what a builder needs to know is the returned
 from __future__ import annotations
 
 import csv
-import math
 import os
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from l2l.preprocessing import ColumnEncoder, Preprocessor, as_number, is_missing
 from search_spaces.spec import DataInfo
 
 #: Built-in datasets and the kind of data each one is.
@@ -28,17 +27,11 @@ BUILT_IN_KINDS = {"digits": "image", "breast_cancer": "tabular", "wine": "tabula
 
 TASKS = ("classification", "regression")
 
-#: Cells read as missing values in a CSV (compared lower-cased, stripped).
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
-
 #: Fewer rows than this cannot give both a training and a validation set worth the name.
 MIN_ROWS = 10
 
 #: A numeric target of whole numbers with more distinct values than this is a regression target.
 MAX_NUMERIC_CLASSES = 20
-
-#: A text column keeps its most frequent categories only, so an ID column cannot explode the width.
-MAX_CATEGORIES = 100
 
 _CSV_KEYS = ("name", "path", "target", "task", "kind", "split_seed", "dataset_id")
 _NPZ_KEYS = ("name", "path", "task", "kind", "split_seed", "dataset_id")
@@ -69,6 +62,8 @@ class Dataset:
     #: The held-out part: only the final model is scored on it, once; the search never sees it.
     x_test: Any = None
     y_test: Any = None
+    #: How raw rows become these arrays (fitted on the training part); saved with the final model.
+    preprocessor: Preprocessor | None = None
 
 
 def dataset_names() -> list[str]:
@@ -232,18 +227,6 @@ def guess_task(labels: Sequence[str]) -> str:
     return "classification" if whole and len(set(numbers)) <= MAX_NUMERIC_CLASSES else "regression"
 
 
-def is_missing(cell: str) -> bool:
-    return cell.strip().lower() in MISSING
-
-
-def as_number(cell: str) -> float | None:
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 # -- loading (NumPy, scikit-learn) -----------------------------------------------------------------
 
 
@@ -259,13 +242,16 @@ def _load_built_in(name: str, seed: int, fractions: tuple[float, float]) -> Data
     bunch = loaders[name]()
     y = np.asarray(bunch.target, dtype=np.int32)
     parts = _split(y, "classification", *fractions, seed)
+    class_names = tuple(str(c) for c in bunch.target_names)
     if name == "digits":
         # Pixel intensities are 0..16; images keep their shape for convolutional spaces.
-        x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[..., np.newaxis]
-        xs = [x[part] for part in parts]
+        x = np.asarray(bunch.images)[..., np.newaxis]
+        shape = [int(d) for d in x.shape[1:]]
+        pre = Preprocessor("image", "classification", shape, list(class_names), pixel_scale=16.0)
     else:
-        x = np.asarray(bunch.data, dtype=np.float32)
-        xs = _standardise(*(x[part] for part in parts))
+        x = np.asarray(bunch.data, dtype=np.float64)
+        pre = Preprocessor.fit_numeric(x[parts[0]], "classification", class_names)
+    xs = [pre.transform(x[part]) for part in parts]
     info = DataInfo(
         input_shape=tuple(int(d) for d in x.shape[1:]),
         num_classes=len(bunch.target_names),
@@ -273,8 +259,7 @@ def _load_built_in(name: str, seed: int, fractions: tuple[float, float]) -> Data
         kind=BUILT_IN_KINDS[name],
     )
     feature_names = tuple(str(f) for f in getattr(bunch, "feature_names", ()))
-    class_names = tuple(str(c) for c in bunch.target_names)
-    return _dataset(xs, [y[part] for part in parts], info, feature_names, class_names)
+    return _dataset(xs, [y[part] for part in parts], info, feature_names, class_names, pre)
 
 
 def _dataset(
@@ -283,8 +268,11 @@ def _dataset(
     info: DataInfo,
     feature_names: tuple[str, ...],
     classes: tuple[str, ...],
+    preprocessor: Preprocessor,
 ) -> Dataset:
-    return Dataset(xs[0], ys[0], xs[1], ys[1], info, feature_names, classes, x_test=xs[2], y_test=ys[2])
+    return Dataset(
+        xs[0], ys[0], xs[1], ys[1], info, feature_names, classes, xs[2], ys[2], preprocessor=preprocessor
+    )
 
 
 def _load_npz(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]) -> Dataset:
@@ -305,17 +293,19 @@ def _load_npz(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]
         if x.ndim == 3:
             x = x[..., np.newaxis]  # grey images without a channel axis
         scale = 255.0 if x.dtype == np.uint8 else 1.0
-        xs = [(x[part].astype(np.float32) / scale) for part in parts]
+        shape = [int(d) for d in x.shape[1:]]
+        pre = Preprocessor("image", spec["task"], shape, list(class_names), pixel_scale=scale)
     else:
-        flat = x.reshape(len(x), -1).astype(np.float32)
-        xs = list(_standardise(*(flat[part] for part in parts)))
+        x = x.reshape(len(x), -1).astype(np.float64)
+        pre = Preprocessor.fit_numeric(x[parts[0]], spec["task"], class_names)
+    xs = [pre.transform(x[part]) for part in parts]
     info = DataInfo(
         input_shape=tuple(int(d) for d in xs[0].shape[1:]),
         num_classes=1 if spec["task"] == "regression" else len(class_names),
         task=spec["task"],
         kind=spec["kind"],
     )
-    return _dataset(xs, [y[part] for part in parts], info, (), class_names)
+    return _dataset(xs, [y[part] for part in parts], info, (), class_names, pre)
 
 
 def _load_csv(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]) -> Dataset:
@@ -334,58 +324,35 @@ def _load_csv(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]
         y = np.asarray([index[label] for label in labels], dtype=np.int32)
     parts = _split(y, spec["task"], *fractions, seed)
 
-    columns: list[list[Any]] = [[] for _ in parts]
-    feature_names: list[str] = []
+    encoders = []
     for column, name in enumerate(header):
-        if column == target:
-            continue
-        cells = [row[column].strip() for row in rows]
-        encoded = _encode_column(name, cells, parts)
-        if encoded is not None:
-            for part_columns, values in zip(columns, encoded[0], strict=True):
-                part_columns.append(values)
-            feature_names.extend(encoded[1])
-    if not feature_names:
+        if column != target:
+            encoder = ColumnEncoder.fit(name, [row[column].strip() for row in rows], parts[0])
+            if encoder is not None:
+                encoders.append((column, encoder))
+    if not encoders:
         raise DatasetError(f"{spec['path']} has no usable feature column (all values missing)")
-    xs = [np.concatenate(part_columns, axis=1).astype(np.float32) for part_columns in columns]
+    xs = [
+        np.concatenate([e.transform([rows[i][c] for i in part]) for c, e in encoders], axis=1).astype(
+            np.float32
+        )
+        for part in parts
+    ]
+    pre = Preprocessor(
+        kind="csv",
+        task=spec["task"],
+        input_shape=[int(xs[0].shape[1])],
+        class_names=list(class_names),
+        columns=[e for _, e in encoders],
+    )
     info = DataInfo(
         input_shape=(xs[0].shape[1],),
         num_classes=1 if spec["task"] == "regression" else len(class_names),
         task=spec["task"],
         kind="tabular",
     )
-    return _dataset(xs, [y[part] for part in parts], info, tuple(feature_names), class_names)
-
-
-def _encode_column(name: str, cells: list[str], parts: Sequence[Any]) -> tuple[list[Any], list[str]] | None:
-    """Standardised numbers, or one-hot categories, fitted on the training rows (``parts[0]``);
-    one array per part, or None if the column is empty."""
-    import numpy as np
-
-    train = parts[0]
-
-    present = [c for c in cells if not is_missing(c)]
-    if not present:
-        return None
-    if all(as_number(c) is not None for c in present):
-        values = np.asarray([np.nan if is_missing(c) else float(c) for c in cells], dtype=np.float64)
-        train_values = values[train]
-        known = train_values[~np.isnan(train_values)]
-        fill = float(np.median(known)) if known.size else 0.0
-        values = np.where(np.isnan(values), fill, values)[:, np.newaxis]
-        return list(_standardise(*(values[part] for part in parts))), [name]
-    train_cells = [cells[i] for i in train if not is_missing(cells[i])]
-    counts = Counter(train_cells or present)
-    fill = counts.most_common(1)[0][0]
-    categories = sorted(c for c, _ in counts.most_common(MAX_CATEGORIES))
-    position = {c: i for i, c in enumerate(categories)}
-    one_hot = np.zeros((len(cells), len(categories)), dtype=np.float32)
-    for row, cell in enumerate(cells):
-        # A category never seen in training (or beyond the cap) is all zeros.
-        column = position.get(fill if is_missing(cell) else cell)
-        if column is not None:
-            one_hot[row, column] = 1.0
-    return [one_hot[part] for part in parts], [f"{name}={c}" for c in categories]
+    feature_names = tuple(name for _, e in encoders for name in e.feature_names)
+    return _dataset(xs, [y[part] for part in parts], info, feature_names, class_names, pre)
 
 
 def _sorted_labels(labels: set[str]) -> tuple[str, ...]:
@@ -423,12 +390,3 @@ def _share(size: int, fraction: float, keep: int) -> int:
     if fraction <= 0 or size <= keep:
         return 0
     return min(max(round(size * fraction), 1), size - keep)
-
-
-def _standardise(x_train: Any, *others: Any) -> tuple[Any, ...]:
-    import numpy as np
-
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
-    std = np.where(std > 0, std, 1.0)  # A constant column stays constant (zero) instead of dividing by 0.
-    return tuple(((x - mean) / std).astype(np.float32) for x in (x_train, *others))

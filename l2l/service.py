@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import httpx
+
 from l2l.jobspec import InvalidJob, JobSpec, validate_job
 from l2l.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.rewards import reward_from_metrics, why_no_reward
@@ -201,8 +203,13 @@ def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
     return {"counts": counts, "best": best, "final_model": store.get_final_model(job.id)}
 
 
-#: Files a final model may come with: the Keras file and, where TensorFlow ran it, a zipped SavedModel.
-MODEL_FORMATS = {"keras": "model.keras", "savedmodel": "savedmodel.zip"}
+#: Files a final model comes with: the Keras file, how raw rows become its inputs, and
+#: where TensorFlow ran it, a zipped SavedModel.
+MODEL_FORMATS = {
+    "keras": "model.keras",
+    "preprocessing": "preprocessing.json",
+    "savedmodel": "savedmodel.zip",
+}
 
 
 def report_final_model(
@@ -222,7 +229,9 @@ def report_final_model(
         raise Forbidden(f"this token does not belong to job {job_id}'s final model")
     unknown = sorted(set(files) - set(MODEL_FORMATS))
     if unknown or "keras" not in files:
-        raise ValueError(f"send the model as 'keras' (and optionally 'savedmodel'), not {sorted(files)}")
+        raise ValueError(
+            f"send the model as 'keras' (and 'preprocessing', 'savedmodel'), not {sorted(files)}"
+        )
     model = store.get_final_model(job_id)
     if model is not None and model.state.is_finished():
         return model
@@ -241,3 +250,31 @@ def report_final_model(
         return finished.model
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class NotReady(Exception):
+    """The job has no final model (yet), or the prediction service cannot be reached."""
+
+
+def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
+    """Predictions of the job's final model for raw rows, from the prediction service."""
+    model = store.get_final_model(job.id)
+    if model is None or model.state is not TrialState.COMPLETED or "preprocessing" not in model.files:
+        raise NotReady(f"job {job.id} has no final model yet; predictions start once it is trained")
+    if not rows:
+        raise ValueError("send at least one row to predict")
+    body = {"model": model.files["keras"], "preprocessing": model.files["preprocessing"], "rows": rows}
+    try:
+        # The first request may start a replica and load the model: allow for that.
+        response = httpx.post(settings.serve.url, json=body, timeout=180)
+    except httpx.TransportError as error:
+        raise NotReady(
+            f"the prediction service at {settings.serve.url} does not answer ({error}); it runs beside "
+            "`l2l controller`"
+        ) from None
+    if response.status_code == 422:
+        raise ValueError(response.json()["detail"])
+    if response.status_code >= 400:
+        raise NotReady(f"the prediction service failed: {response.status_code} {response.text[:300]}")
+    result: dict[str, Any] = response.json()
+    return result

@@ -53,6 +53,20 @@ class RaySettings(BaseModel):
     num_cpus: int | None = None
 
 
+class ServeSettings(BaseModel):
+    """The prediction service: a Ray Serve deployment the controller starts."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8001
+    #: A replica with no request for this long is stopped (it starts again on the next one).
+    idle_seconds: float = 300.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/predict"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="L2L_", env_nested_delimiter="__", extra="ignore")
 
@@ -63,6 +77,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @property
     def resolved_database_url(self) -> str:

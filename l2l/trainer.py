@@ -7,6 +7,7 @@ torch (a GPU machine may have JAX and no TensorFlow).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -113,8 +114,9 @@ def _train_final_model(task: TrialTask, model: Any, data: Any, batch_size: int) 
     metrics["parameters"] = model.count_params()
     metrics["test_examples"] = len(data.y_test)
     with tempfile.TemporaryDirectory() as folder:
-        files = {"keras": Path(folder) / "model.keras"}
+        files = {"keras": Path(folder) / "model.keras", "preprocessing": Path(folder) / "preprocessing.json"}
         model.save(files["keras"])
+        files["preprocessing"].write_text(json.dumps(data.preprocessor.to_dict()))
         saved_model = _export_saved_model(model, Path(folder))
         if saved_model is not None:
             files["savedmodel"] = saved_model

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from l2l import datasets
 from l2l.datasets import MIN_ROWS, DatasetError
+from l2l.preprocessing import as_number, is_missing
 from l2l.records import DatasetRecord
 from l2l.settings import Settings
 from l2l.store import Store
@@ -97,8 +98,8 @@ def _check_csv(path: Path, target: str, task: str | None) -> tuple[dict[str, Any
     columns = {}
     for index, column in enumerate(header):
         cells = [row[index] for row in rows]
-        missing = sum(datasets.is_missing(cell) for cell in cells)
-        numeric = all(datasets.as_number(c) is not None for c in cells if not datasets.is_missing(c))
+        missing = sum(is_missing(cell) for cell in cells)
+        numeric = all(as_number(c) is not None for c in cells if not is_missing(c))
         columns[column] = {"type": "number" if numeric else "text", "missing": missing}
     summary = {
         "format": "csv",

@@ -4,6 +4,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh dev
 
+# The web pages are tested in a real headless Chromium: Debian's chromium and its chromedriver.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver for the browser test..."
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+      || echo "WARNING: apt-get could not install chromium; the browser test will be skipped." >&2
+  else
+    echo "WARNING: no /usr/bin/chromium or /usr/bin/chromedriver, and apt-get needs root here;" \
+      "the browser test will be skipped (apt-get install chromium chromium-driver)." >&2
+  fi
+fi
+
 # The store's contract tests also run on PostgreSQL: start the local server if it is down.
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 if command -v pg_isready >/dev/null && ! pg_up && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then

@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import LiveServer, free_port, make_settings
 
 from l2l.jobspec import JobSpec
 from l2l.loop import JobLoop
-from l2l.service import submit_job
+from l2l.service import create_team, submit_job
+from l2l.settings import ServeSettings, Settings
 from l2l.states import JobState, TrialState
 from l2l.store import Store
 
@@ -40,6 +42,8 @@ def test_ray_workers_train_keras_models_and_report_over_http(
     sqlite_store: Store, tmp_path: Path, ray_executor: object
 ) -> None:
     settings = make_settings(tmp_path, port=free_port())
+    settings = settings.model_copy(update={"serve": ServeSettings(port=free_port(), idle_seconds=30)})
+    team, key = create_team(sqlite_store, "e2e")
     spec = {
         "dataset": "wine",
         "space": "mlp",
@@ -47,16 +51,23 @@ def test_ray_workers_train_keras_models_and_report_over_http(
         "budget": {"trials": 4, "concurrency": 2, "epochs": 3},
         "seed": 0,
     }
-    with LiveServer(sqlite_store, settings):
-        job = submit_job(sqlite_store, JobSpec.model_validate(spec), settings)
+    server = LiveServer(sqlite_store, settings).__enter__()
+    try:
+        job = submit_job(sqlite_store, JobSpec.model_validate(spec), settings, team)
         loop = JobLoop(sqlite_store, ray_executor, settings)  # type: ignore[arg-type]
         deadline = time.monotonic() + 300
         while not sqlite_store.get_job(job.id).state.is_finished():
             assert time.monotonic() < deadline, "the job did not finish in 5 minutes"
             if not loop.step():
                 time.sleep(0.1)
+        _check_the_job_and_its_model(sqlite_store, job.id)
+        _check_predictions(server, settings, key, sqlite_store, job.id)
+    finally:
+        server.__exit__(None, None, None)
 
-    job = sqlite_store.get_job(job.id)
+
+def _check_the_job_and_its_model(sqlite_store: Store, job_id: int) -> None:
+    job = sqlite_store.get_job(job_id)
     trials, total = sqlite_store.list_trials(job.id)
     assert job.state is JobState.COMPLETED and total == 4
     assert all(t.state is TrialState.COMPLETED and t.told for t in trials), [t.error for t in trials]
@@ -84,6 +95,34 @@ def test_ray_workers_train_keras_models_and_report_over_http(
     accuracy = float((predictions.argmax(axis=1) == data.y_test).mean())
     assert abs(accuracy - final.test_metrics["test_accuracy"]) < 1e-6
     assert Path(final.files["savedmodel"]).stat().st_size > 0
+
+
+def _check_predictions(server: LiveServer, settings: Settings, key: str, store: Store, job_id: int) -> None:
+    """Predictions come from a Ray Serve replica started on first use, for raw rows."""
+    import keras
+
+    from l2l.datasets import load_dataset
+    from l2l.predictor import start_predictor, stop_predictor
+
+    start_predictor(settings.serve.host, settings.serve.port, settings.serve.idle_seconds)
+    try:
+        data = load_dataset("wine")
+        pre = data.preprocessor
+        raw = data.x_test * np.asarray(pre.std) + np.asarray(pre.mean)  # the rows as the user has them
+        auth = {"Authorization": f"Bearer {key}"}
+        response = httpx.post(
+            f"{server.url}/jobs/{job_id}/predict", json={"rows": raw.tolist()}, headers=auth, timeout=200
+        )
+        assert response.status_code == 200, response.text
+        answers = response.json()["predictions"]
+        model = keras.models.load_model(store.get_final_model(job_id).files["keras"])  # type: ignore[union-attr]
+        expected = model.predict(data.x_test, verbose=0).argmax(axis=1)
+        assert [a["label"] for a in answers] == [pre.class_names[i] for i in expected]
+        assert abs(sum(answers[0]["probabilities"].values()) - 1) < 1e-4
+        bad = httpx.post(f"{server.url}/jobs/{job_id}/predict", json={"rows": [[1, 2]]}, headers=auth)
+        assert bad.status_code == 422 and "13 numbers" in bad.json()["detail"]
+    finally:
+        stop_predictor()
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:

@@ -16,7 +16,12 @@ from l2l import service
 
 router = APIRouter(prefix="/jobs/{job_id}/model", tags=["models"])
 
-MEDIA_TYPES = {"keras": "application/zip", "savedmodel": "application/zip"}
+MEDIA_TYPES = {
+    "keras": "application/zip",
+    "savedmodel": "application/zip",
+    "preprocessing": "application/json",
+}
+SUFFIXES = {"keras": ".keras", "savedmodel": "-savedmodel.zip", "preprocessing": "-preprocessing.json"}
 
 
 @router.get(
@@ -31,15 +36,16 @@ MEDIA_TYPES = {"keras": "application/zip", "savedmodel": "application/zip"}
 def download_model(
     job: JobDep,
     store: StoreDep,
-    format: Annotated[str, Query(pattern="^(keras|savedmodel)$")] = "keras",
+    format: Annotated[str, Query(pattern="^(keras|savedmodel|preprocessing)$")] = "keras",
 ) -> FileResponse:
-    """The final model as a `.keras` file, or a zipped TensorFlow SavedModel."""
+    """The final model as a `.keras` file or a zipped TensorFlow SavedModel, or the JSON that
+    says how raw rows become its inputs (column encodings, scaling, class names)."""
     model = store.get_final_model(job.id)
     path = model.files.get(format) if model is not None else None
     if path is None or not Path(path).is_file():
         state = "is not trained yet" if model is None or not model.state.is_finished() else "has no such file"
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job.id}'s final model {state} ({format})")
-    filename = f"l2l-job-{job.id}" + (".keras" if format == "keras" else "-savedmodel.zip")
+    filename = f"l2l-job-{job.id}{SUFFIXES[format]}"
     return FileResponse(path, media_type=MEDIA_TYPES[format], filename=filename)
 
 
@@ -54,6 +60,7 @@ def report_final_model(
     settings: SettingsDep,
     metrics: Annotated[str, Form(description="JSON object of the test metrics.")],
     keras: Annotated[UploadFile, File(description="The model as a .keras file.")],
+    preprocessing: Annotated[UploadFile | None, File(description="preprocessing.json")] = None,
     savedmodel: Annotated[UploadFile | None, File(description="A zipped SavedModel.")] = None,
     authorization: Annotated[str | None, Header()] = None,
 ) -> FinalModelPublic:
@@ -64,7 +71,10 @@ def report_final_model(
             raise ValueError("metrics must be a JSON object")
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"metrics: {error}") from None
-    files = {"keras": keras.file} | ({"savedmodel": savedmodel.file} if savedmodel is not None else {})
+    extras = {"preprocessing": preprocessing, "savedmodel": savedmodel}
+    files = {"keras": keras.file} | {
+        name: upload.file for name, upload in extras.items() if upload is not None
+    }
     try:
         model = service.report_final_model(
             store, settings, job_id, bearer_token(authorization), scores, files

@@ -1,0 +1,92 @@
+"""/jobs/{id}/predict: answers from the job's final model, served by a Ray Serve deployment."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, HTTPException, UploadFile, status
+from pydantic import BaseModel, Field
+
+from api.deps import JobDep, SettingsDep, StoreDep
+from api.schemas import Problem
+from l2l import service
+from l2l.records import JobRecord
+from l2l.settings import Settings
+from l2l.store import Store
+
+router = APIRouter(prefix="/jobs/{job_id}/predict", tags=["predictions"])
+
+ERRORS = {
+    401: {"model": Problem},
+    404: {"model": Problem},
+    409: {"model": Problem, "description": "No final model yet, or the prediction service is down."},
+    422: {"model": Problem, "description": "The rows do not fit the model; the detail says how."},
+}
+
+
+class PredictRequest(BaseModel):
+    rows: list[Any] = Field(
+        description="Raw examples as the dataset had them: objects of CSV columns (the target left out), "
+        "lists of numbers, or images as nested lists of pixels.",
+        min_length=1,
+    )
+
+
+class PredictResponse(BaseModel):
+    predictions: list[dict[str, Any]] = Field(
+        description='Per row: {"label", "probabilities"} for classification, {"value"} for regression.'
+    )
+    seconds: float = Field(description="Time the model took.")
+
+
+def _answer(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> PredictResponse:
+    try:
+        return PredictResponse(**service.predict(store, settings, job, rows))
+    except service.NotReady as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+
+
+@router.post("", responses=ERRORS)
+def predict(body: PredictRequest, job: JobDep, store: StoreDep, settings: SettingsDep) -> PredictResponse:
+    """Predictions for JSON rows."""
+    return _answer(store, settings, job, body.rows)
+
+
+@router.post("/file", responses=ERRORS)
+def predict_file(
+    job: JobDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="A CSV with the dataset's columns, or an .npz with x.")],
+) -> PredictResponse:
+    """Predictions for every row of an uploaded CSV (its target column, if present, is ignored)."""
+    content = file.file.read()
+    name = (file.filename or "").lower()
+    if name.endswith(".npz"):
+        import numpy as np
+
+        try:
+            with np.load(io.BytesIO(content), allow_pickle=False) as arrays:
+                rows = arrays["x"].tolist()
+        except Exception as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot read x from the .npz: {error}"
+            ) from None
+    elif name.endswith(".csv"):
+        try:
+            reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+            rows = [dict(row) for row in reader]
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"cannot read the CSV: {error}"
+            ) from None
+        target = job.spec["dataset"].get("target")
+        for row in rows:
+            row.pop(target, None)
+    else:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "upload a .csv or an .npz (array x)")
+    return _answer(store, settings, job, rows)

@@ -1,0 +1,177 @@
+"""The web pages' routes.
+
+``/login`` sets the team key as an HttpOnly, SameSite=Strict cookie; every other page
+needs it and sends the browser to the login page without it. The pages call the
+service layer as the JSON routes do; the job page's script polls the JSON API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.deps import KEY_COOKIE, SettingsDep, StoreDep
+from api.web import forms
+from l2l import service
+from l2l.jobspec import InvalidJob
+from l2l.records import TeamRecord
+from l2l.states import TrialState
+from l2l.store import NotFound
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+
+router = APIRouter(include_in_schema=False)
+
+#: How long the login cookie lasts; the key itself does not expire.
+COOKIE_SECONDS = 7 * 24 * 3600
+
+JOBS_PER_PAGE = 25
+
+
+def _login_url(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"/login?next={quote(target, safe='')}"
+
+
+def page_team(request: Request, store: StoreDep) -> TeamRecord:
+    """The logged-in team; without a valid cookie, a redirect to the login page."""
+    try:
+        return service.authenticate(store, request.cookies.get(KEY_COOKIE))
+    except service.Unauthorized:
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER, "log in first", headers={"Location": _login_url(request)}
+        ) from None
+
+
+PageTeam = Annotated[TeamRecord, Depends(page_team)]
+
+
+def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this site: never "//host" or "https://host" (an open redirect).
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+# ------------------------------------------------------------------ login
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    return _render(request, "login.html", next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, store: StoreDep) -> Response:
+    values = forms.parse_form(await request.body())
+    key = values.get("key", "").strip()
+    target = _safe_next(values.get("next"))
+    try:
+        service.authenticate(store, key)
+    except service.Unauthorized as error:
+        message = "Enter your team's API key." if not key else str(error)
+        return _render(request, "login.html", status.HTTP_401_UNAUTHORIZED, next=target, error=message)
+    response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        KEY_COOKIE,
+        key,
+        max_age=COOKIE_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(KEY_COOKIE, httponly=True, samesite="strict")
+    return response
+
+
+# ------------------------------------------------------------------ jobs
+
+
+@router.get("/", response_class=HTMLResponse)
+def jobs_page(
+    request: Request, store: StoreDep, team: PageTeam, offset: Annotated[int, Query(ge=0)] = 0
+) -> HTMLResponse:
+    jobs, total = store.list_jobs(offset=offset, limit=JOBS_PER_PAGE, team_id=team.id)
+    rows = []
+    for job in jobs:
+        progress = service.job_progress(store, job)
+        counts = progress["counts"]
+        rows.append(
+            {
+                "job": job,
+                "completed": counts[TrialState.COMPLETED],
+                "failed": counts[TrialState.FAILED],
+                "running": counts[TrialState.RUNNING],
+                "best": progress["best"],
+            }
+        )
+    return _render(
+        request,
+        "jobs.html",
+        team=team,
+        rows=rows,
+        total=total,
+        offset=offset,
+        per_page=JOBS_PER_PAGE,
+    )
+
+
+def _new_job_page(
+    request: Request, team: TeamRecord, values: dict[str, str], error: str | None, status_code: int = 200
+) -> HTMLResponse:
+    return _render(
+        request,
+        "new_job.html",
+        status_code,
+        team=team,
+        values={**forms.DEFAULTS, **values},
+        error=error,
+        datasets=forms.dataset_options(),
+        spaces=forms.SPACES,
+        strategies=forms.strategy_options(),
+        max_trials=request.app.state.settings.api.max_trials_per_job,
+    )
+
+
+@router.get("/new", response_class=HTMLResponse)
+def new_job_page(request: Request, team: PageTeam) -> HTMLResponse:
+    return _new_job_page(request, team, {}, None)
+
+
+@router.post("/new", response_class=HTMLResponse)
+async def submit_job(request: Request, store: StoreDep, settings: SettingsDep, team: PageTeam) -> Response:
+    values = forms.parse_form(await request.body())
+    try:
+        job = service.submit_job(store, forms.job_spec(values), settings, team)
+    except (forms.FormError, InvalidJob) as error:
+        return _new_job_page(request, team, values, str(error), status.HTTP_422_UNPROCESSABLE_CONTENT)
+    except service.OverLimit as error:
+        return _new_job_page(request, team, values, str(error), status.HTTP_429_TOO_MANY_REQUESTS)
+    return RedirectResponse(f"/job/{job.id}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/job/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: int, store: StoreDep, team: PageTeam) -> HTMLResponse:
+    try:
+        job = store.get_job(job_id, team_id=team.id)
+    except NotFound:
+        # Another team's job looks exactly like a missing one.
+        return _render(request, "not_found.html", status.HTTP_404_NOT_FOUND, team=team, job_id=job_id)
+    return _render(request, "job.html", team=team, job=job)

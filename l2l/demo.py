@@ -57,9 +57,12 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
             client.wait_until_healthy(120, alive=lambda: server.poll() is None)
         except ApiError as error:
             raise ApiError(f"{error}; its log is {log_path}") from None
-    client.use_key(_demo_key())
+    key = _demo_key()
+    client.use_key(key)
     try:
-        return _watch(client, client.submit_job(demo_job(trials, epochs, concurrency)))
+        job = client.submit_job(demo_job(trials, epochs, concurrency))
+        print(f"watch it live at {client.base_url}/job/{job['id']} (log in with the demo team's key {key})")
+        return _watch(client, job)
     finally:
         if server is not None and not keep_serving:
             print("stopping the service (run `l2l serve` to start it again; the database keeps every trial)")
@@ -86,6 +89,7 @@ def _demo_key() -> str:
 def _watch(client: Client, job: dict[str, Any]) -> int:
     print(f"submitted job {job['id']}: {job['name']}, {job['progress']['trials']} trials")
     seen: set[int] = set()
+    announced = False
     started = time.monotonic()
     while True:
         job = client.job(job["id"])
@@ -96,6 +100,11 @@ def _watch(client: Client, job: dict[str, Any]) -> int:
                 print(_trial_line(trial, job), flush=True)
         if job["state"] in ("completed", "failed", "cancelled"):
             break
+        progress = job["progress"]
+        searched = progress["created"] == progress["trials"] and not progress["running"]
+        if searched and not announced:
+            print("search done; retraining the best architecture on training + validation data...")
+            announced = True
         time.sleep(2)
     print(
         f"job {job['id']} {job['state']} after {time.monotonic() - started:.0f} s"
@@ -114,6 +123,11 @@ def _watch(client: Client, job: dict[str, Any]) -> int:
         mean = statistics.fmean(first)
         gain = 100 * (accuracy - mean)
         print(f"mean of the first {len(first)} trials: {mean:.4f}; the best is {gain:+.1f} points")
+    final = job.get("final_model")
+    if final and final["state"] == "completed":
+        score = final["test_metrics"].get("test_accuracy")
+        print(f"final model, scored once on held-out test data: test accuracy {score:.4f}")
+        print(f"download it: {client.base_url}{final['downloads']['keras']} (or `l2l download {job['id']}`)")
     return 0 if job["state"] == "completed" else 1
 
 

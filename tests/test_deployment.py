@@ -40,3 +40,12 @@ def test_the_image_installs_every_package() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     for package in ("l2l", "controller", "search_spaces", "api"):
         assert f"COPY {package} {package}" in dockerfile
+
+
+def test_every_l2l_process_shares_the_data_volume_and_finds_the_prediction_proxy() -> None:
+    services = _compose()["services"]
+    for name in ("api", "controller", "ray-head", "ray-gpu-worker"):
+        assert "l2l-data:/data" in services[name]["volumes"], name
+        assert services[name]["environment"]["L2L_DATA_DIR"] == "/data", name
+    assert services["api"]["environment"]["L2L_SERVE__HOST"] == "ray-head"
+    assert "8001:8001" in services["ray-head"]["ports"]

@@ -260,3 +260,18 @@ def test_trial_detail_and_metric_curve(client: TestClient, store: Store) -> None
     detail = client.get(f"/jobs/{job_id}/trials/{trial_id}").json()
     assert detail["state"] == "failed" and detail["error"] == "Traceback: boom"
     assert client.get(f"/jobs/{job_id}/trials/999999").status_code == 404
+
+
+def test_openapi_has_request_and_response_models_for_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            ok = [code for code in responses if code.startswith("2")]
+            assert ok, f"{method} {path} documents no success response"
+            if path.startswith(("/jobs", "/datasets", "/trials")):
+                errors = [code for code in responses if code.startswith("4")]
+                assert errors, f"{method} {path} documents no error response"
+            if method in ("post", "put") and operation.get("requestBody"):
+                content = operation["requestBody"]["content"]
+                assert any("schema" in media for media in content.values()), f"{method} {path}"

@@ -6,6 +6,7 @@ killed in the middle of a job and started again; the job goes on where it was.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -119,6 +120,16 @@ def _check_predictions(server: LiveServer, settings: Settings, key: str, store: 
         expected = model.predict(data.x_test, verbose=0).argmax(axis=1)
         assert [a["label"] for a in answers] == [pre.class_names[i] for i in expected]
         assert abs(sum(answers[0]["probabilities"].values()) - 1) < 1e-4
+        upload = io.BytesIO()
+        np.savez(upload, x=raw[:5])
+        from_file = httpx.post(
+            f"{server.url}/jobs/{job_id}/predict/file",
+            files={"file": ("rows.npz", upload.getvalue())},
+            headers=auth,
+            timeout=60,
+        )
+        assert from_file.status_code == 200, from_file.text
+        assert [a["label"] for a in from_file.json()["predictions"]] == [a["label"] for a in answers[:5]]
         bad = httpx.post(f"{server.url}/jobs/{job_id}/predict", json={"rows": [[1, 2]]}, headers=auth)
         assert bad.status_code == 422 and "13 numbers" in bad.json()["detail"]
     finally:

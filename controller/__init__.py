@@ -13,15 +13,25 @@ Typical use by the job loop::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from controller.base import FINISHED, WAIT, Ask, Proposal, Result, Strategy, UnknownProposalError
-from controller.config import EvolutionConfig, RandomConfig, ReinforceConfig, StrategyError
+from controller.config import (
+    EvolutionConfig,
+    KerasTunerBOConfig,
+    ModelBasedConfig,
+    OptunaTPEConfig,
+    OptunaTPEMultivariateConfig,
+    RandomConfig,
+    ReinforceConfig,
+    StrategyError,
+)
 from search_spaces.spec import SearchSpace
 
 __all__ = [
@@ -29,6 +39,10 @@ __all__ = [
     "WAIT",
     "Ask",
     "EvolutionConfig",
+    "KerasTunerBOConfig",
+    "ModelBasedConfig",
+    "OptunaTPEConfig",
+    "OptunaTPEMultivariateConfig",
     "Proposal",
     "RandomConfig",
     "ReinforceConfig",
@@ -38,6 +52,7 @@ __all__ = [
     "UnknownProposalError",
     "check_options",
     "create_strategy",
+    "extra_strategy",
     "strategy_names",
 ]
 
@@ -46,7 +61,28 @@ _REGISTRY: dict[str, tuple[str, type]] = {
     "random": ("controller.random_search:RandomSearch", RandomConfig),
     "evolution": ("controller.evolution:RegularizedEvolution", EvolutionConfig),
     "reinforce": ("controller.reinforce:ReinforceController", ReinforceConfig),
+    "model_based": ("controller.model_based:ModelBasedController", ModelBasedConfig),
+    # Optuna's TPE, imported only when built (the ``bench`` extra). KerasTuner's BO is too slow
+    # for the contract suite; the benchmark adds it with ``extra_strategy``.
+    "optuna_tpe": ("controller.adapters.optuna_tpe:OptunaTPE", OptunaTPEConfig),
+    "optuna_tpe_mv": ("controller.adapters.optuna_tpe:OptunaTPE", OptunaTPEMultivariateConfig),
 }
+
+
+@contextlib.contextmanager
+def extra_strategy(name: str, implementation: str, config_class: type) -> Iterator[None]:
+    """Register strategy ``name`` ("module:Class", config dataclass) for the block, in this process only.
+
+    For benchmarks and plug-in tests: the API validates jobs against its own registry,
+    so jobs submitted over HTTP cannot name such a strategy.
+    """
+    if name in _REGISTRY:
+        raise StrategyError(f"strategy {name!r} is already registered")
+    _REGISTRY[name] = (implementation, config_class)
+    try:
+        yield
+    finally:
+        _REGISTRY.pop(name, None)
 
 
 def strategy_names() -> list[str]:

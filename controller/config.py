@@ -142,3 +142,184 @@ def _nonnegative(value: float) -> bool:
 def _require(ok: bool, option: str, expected: str, value: object) -> None:
     if not ok:
         raise StrategyError(f"option {option!r} must be {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelBasedConfig:
+    """Model-based REINFORCE: a per-decision softmax policy proposes candidates, an ensemble
+    of small MLPs trained on the results so far picks which one to try (see
+    :mod:`controller.model_based`)."""
+
+    initial_trials: int = 20
+    """Results to collect from the (at first uniform) policy before the reward model chooses."""
+
+    policy_candidates: int = 100
+    """Candidates drawn from the policy for each proposal."""
+
+    mutation_candidates: int = 300
+    """Candidates made for each proposal by mutating one of the best ``parents`` trials."""
+
+    parents: int = 20
+    """How many of the best trials so far the mutations start from."""
+
+    double_mutation: float = 0.5
+    """Probability that a mutation moves a second decision as well."""
+
+    acquisition: str = "thompson"
+    """How the ensemble scores a candidate: ``"thompson"``, a draw from N(mean, std) of the
+    members' predictions; ``"ucb"``, mean + ``exploration`` * std."""
+
+    exploration: float = 1.0
+    """The std multiplier of ``"ucb"``."""
+
+    ensemble_size: int = 5
+    """MLPs in the reward model; their disagreement is its uncertainty."""
+
+    hidden_size: int = 32
+    """Units per hidden layer of each MLP."""
+
+    hidden_layers: int = 2
+    """Hidden ReLU layers of each MLP."""
+
+    model_learning_rate: float = 0.003
+    """Adam step size of the reward model."""
+
+    weight_decay: float = 0.0001
+    """L2 penalty on the reward model's weights."""
+
+    train_steps: int = 20
+    """Adam steps the reward model takes after each result (incremental, so a step costs
+    the same at 10 trials as at 10,000)."""
+
+    train_batch: int = 32
+    """Rows per member per step, drawn with replacement from every result so far."""
+
+    policy_learning_rate: float = 0.05
+    """Adam step size of the policy's logits."""
+
+    baseline_decay: float = 0.9
+    """The REINFORCE baseline is an exponential moving average of the rewards."""
+
+    entropy_weight: float = 0.0
+    """Bonus for the policy's entropy; 0 turns it off."""
+
+    dream_batch: int = 32
+    """After each result the policy also takes a REINFORCE step on this many of its own
+    draws scored by the reward model (0 turns it off)."""
+
+    dream_weight: float = 1.0
+    """Scale of the model-scored advantages relative to real ones."""
+
+    failure_reward: float | None = None
+    """What a failed trial teaches: ``None`` skips it; a number is used as its reward."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "initial_trials",
+            "policy_candidates",
+            "mutation_candidates",
+            "dream_batch",
+            "train_steps",
+        ):
+            value = getattr(self, name)
+            _require(0 <= value <= 100_000, name, "an integer in [0, 100000]", value)
+        _require(
+            self.policy_candidates + self.mutation_candidates >= 1,
+            "policy_candidates",
+            "at least 1 together with mutation_candidates",
+            self.policy_candidates,
+        )
+        for name in ("parents", "ensemble_size", "hidden_size", "train_batch"):
+            value = getattr(self, name)
+            _require(1 <= value <= 4096, name, "an integer in [1, 4096]", value)
+        _require(1 <= self.hidden_layers <= 8, "hidden_layers", "an integer in [1, 8]", self.hidden_layers)
+        _require(
+            0.0 <= self.double_mutation <= 1.0, "double_mutation", "a number in [0, 1]", self.double_mutation
+        )
+        _require(
+            self.acquisition in ("thompson", "ucb"), "acquisition", "'thompson' or 'ucb'", self.acquisition
+        )
+        for name in ("exploration", "weight_decay", "entropy_weight", "dream_weight"):
+            value = getattr(self, name)
+            _require(_nonnegative(value), name, "a number >= 0", value)
+        for name in ("model_learning_rate", "policy_learning_rate"):
+            value = getattr(self, name)
+            _require(_positive(value), name, "a number > 0", value)
+        _require(
+            0.0 <= self.baseline_decay < 1.0, "baseline_decay", "a number in [0, 1)", self.baseline_decay
+        )
+        _require(
+            self.failure_reward is None or math.isfinite(self.failure_reward),
+            "failure_reward",
+            "null or a finite number",
+            self.failure_reward,
+        )
+
+
+@dataclass(frozen=True)
+class OptunaTPEConfig:
+    """Optuna's TPE sampler (``optuna_tpe``); needs the ``bench`` extra. ``None`` keeps Optuna's default."""
+
+    n_startup_trials: int = 10
+    """Proposals sampled at random before TPE models the results (Optuna's default 10)."""
+
+    n_ei_candidates: int = 24
+    """Candidates drawn from the good-results density to pick the best expected improvement from."""
+
+    multivariate: bool | None = None
+    """Model the decisions jointly. ``None``: Optuna's default (joint for one objective since Optuna 4)."""
+
+    group: bool = False
+    """Split the decisions into groups that always occur together (needs ``multivariate``)."""
+
+    def __post_init__(self) -> None:
+        _require(
+            1 <= self.n_startup_trials <= 100_000,
+            "n_startup_trials",
+            "an integer in [1, 100000]",
+            self.n_startup_trials,
+        )
+        _require(
+            1 <= self.n_ei_candidates <= 10_000,
+            "n_ei_candidates",
+            "an integer in [1, 10000]",
+            self.n_ei_candidates,
+        )
+        _require(
+            not (self.group and self.multivariate is False),
+            "group",
+            "false when multivariate is false",
+            self.group,
+        )
+
+
+@dataclass(frozen=True)
+class OptunaTPEMultivariateConfig(OptunaTPEConfig):
+    """``optuna_tpe_mv``: TPE with ``multivariate=True, group=True``."""
+
+    multivariate: bool | None = True
+    group: bool = True
+
+
+@dataclass(frozen=True)
+class KerasTunerBOConfig:
+    """KerasTuner's ``BayesianOptimizationOracle`` (a Gaussian process over the decisions)."""
+
+    num_initial_points: int | None = None
+    """Random proposals before the GP is used; ``None``: KerasTuner's default, 3 per decision."""
+
+    alpha: float = 1e-4
+    """Noise added to the GP kernel's diagonal (KerasTuner's default)."""
+
+    beta: float = 2.6
+    """Exploration weight of the upper-confidence-bound acquisition (KerasTuner's default)."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.num_initial_points is None or self.num_initial_points >= 1,
+            "num_initial_points",
+            "null or an integer >= 1",
+            self.num_initial_points,
+        )
+        _require(_positive(self.alpha), "alpha", "a number > 0", self.alpha)
+        _require(_nonnegative(self.beta), "beta", "a number >= 0", self.beta)

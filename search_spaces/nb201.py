@@ -5,6 +5,10 @@ there are six edges, one decision each, named ``edge_<j>_<i>`` so that sorting t
 names gives the edge order of the benchmark's arch strings
 ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``. The same cell is repeated in every stage
 of the macro network built by :mod:`search_spaces.nb201_builder`. Pure Python.
+
+With the setting ``{"tabular": "cifar10"}`` (or ``"cifar100"``, ``"imagenet16"``) a trial
+is not trained: the worker looks the cell's validation accuracy up in the NAS-Bench-201
+table (:mod:`search_spaces.nb201_table`).
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from search_spaces.spec import Choice, SpaceError
-from search_spaces.template import FIXED_PARAMS, POSITIVE_INT, POSITIVE_NUMBER, Template, one_of
+from search_spaces.template import (
+    FIXED_PARAMS,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    Template,
+    ValueRule,
+    one_of,
+)
 
 #: The benchmark's operation names, in its own order.
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -74,18 +85,34 @@ def params_from_arch_str(arch: str) -> dict[str, str]:
 
 DEFAULT_PARAMS = params_from_arch_str(DEFAULT_ARCH)
 
+#: Datasets of the NAS-Bench-201 table that the ``tabular`` setting may name.
+TABULAR_DATASETS = ("cifar10", "cifar100", "imagenet16")
+
+#: ``tabular``: None trains the cell; a dataset name looks its validation accuracy up in the
+#: NAS-Bench-201 table instead (see :mod:`search_spaces.nb201_table`).
+TABULAR_RULE = ValueRule(
+    f"null or one of {list(TABULAR_DATASETS)}", lambda v: v is None or v in TABULAR_DATASETS
+)
+
 NB201_CELL = Template(
     name="nb201_cell",
     builder="search_spaces.nb201_builder:build",
     decisions=tuple(Choice(name, OPS) for name in EDGE_NAMES),
     default_params=DEFAULT_PARAMS,
-    default_settings={"channels": 8, "cells_per_stage": 1, "learning_rate": 3e-3, "batch_size": 32},
+    default_settings={
+        "channels": 8,
+        "cells_per_stage": 1,
+        "learning_rate": 3e-3,
+        "batch_size": 32,
+        "tabular": None,
+    },
     decision_rules={name: one_of(OPS) for name in EDGE_NAMES},
     setting_rules={
         "channels": POSITIVE_INT,
         "cells_per_stage": POSITIVE_INT,
         "learning_rate": POSITIVE_NUMBER,
         "batch_size": POSITIVE_INT,
+        "tabular": TABULAR_RULE,
     },
     input_kinds=frozenset({"image"}),
 )

@@ -1,0 +1,340 @@
+"""Model-based REINFORCE: a policy proposes, a learned reward model chooses.
+
+Reads top to bottom:
+
+1. ``ask()``: until ``initial_trials`` results are in, propose a draw from the policy
+   (uniform at first). After that build a pool of candidates, ``policy_candidates``
+   draws from the policy plus ``mutation_candidates`` mutations (one or two decisions
+   moved) of the best ``parents`` trials so far, drop every configuration already
+   proposed, and let the reward model pick one: each candidate's score is a draw from
+   ``N(mean, std)`` of the ensemble's predictions (independent Thompson sampling), or
+   ``mean + exploration * std`` (UCB); the best score is proposed.
+2. ``tell()``: the result joins the history (a failure is skipped, or scored
+   ``failure_reward``). The reward model takes ``train_steps`` Adam steps on the whole
+   history (targets are the rewards turned into normal scores of their ranks, so a few
+   broken trials cannot squash the differences at the top). The policy, one softmax
+   per decision, takes a REINFORCE step on the real reward,
+       advantage = (reward - baseline) / spread of the rewards so far,
+   and ``dream_batch`` more on its own draws scored by the reward model.
+
+The policy works on the discrete view (``space.cardinalities``), the model on the
+one-hot encoding of each decision's level, so any space works. A configuration is
+never proposed twice; when every one has been, ``ask()`` returns FINISHED.
+
+All randomness comes from ``self.rng``: each ``ask`` and ``tell`` seeds a numpy
+generator from it, so the state (history, policy and model arrays, rng) pins down
+every future proposal.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from controller.base import FINISHED, Ask, Result, Strategy
+from controller.config import ModelBasedConfig
+from controller.reward_model import MlpEnsemble
+from search_spaces.spec import SearchSpace
+
+Indices = tuple[int, ...]
+
+#: Below this many configurations the space is enumerated when random draws keep
+#: hitting configurations already proposed.
+_ENUMERATE_LIMIT = 1 << 18
+
+_ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
+
+
+class ModelBasedController(Strategy):
+    """A per-decision softmax policy trained by REINFORCE, steered by an MLP-ensemble reward model."""
+
+    name = "model_based"
+
+    def __init__(
+        self, space: SearchSpace, seed: int | None = None, config: ModelBasedConfig | None = None
+    ) -> None:
+        super().__init__(space, seed)
+        self.config = config or ModelBasedConfig()
+        cfg = self.config
+        self.cardinalities = np.array(space.cardinalities, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
+        self.width = int(self.cardinalities.sum())
+        self.size = math.prod(int(k) for k in self.cardinalities)
+        init = np.random.default_rng(self.rng.getrandbits(63))
+        self.model = MlpEnsemble(
+            self.width,
+            cfg.hidden_size,
+            cfg.hidden_layers,
+            cfg.ensemble_size,
+            cfg.model_learning_rate,
+            cfg.weight_decay,
+            init,
+        )
+        #: the policy: one logit per level of every decision, side by side, and Adam's moments
+        self.logits = np.zeros(self.width)
+        self.logits_m = np.zeros(self.width)
+        self.logits_v = np.zeros(self.width)
+        self.policy_step = 0
+        self.baseline: float | None = None
+        #: every configuration ever proposed (told, failed or pending), in order
+        self.proposed: list[Indices] = []
+        self.seen: set[Indices] = set()
+        #: (configuration, reward) of every result that teaches something, in order told
+        self.history: list[tuple[Indices, float]] = []
+        # the history as arrays (level indices, one-hot rows, rewards), kept in step with it
+        self._rows = np.empty((0, len(self.cardinalities)), dtype=np.int64)
+        self._x = np.empty((0, self.width), dtype=np.float32)
+        self._y = np.empty(0)
+
+    # ---- ask ---------------------------------------------------------------------------
+
+    def ask(self) -> Ask:
+        if len(self.seen) >= self.size:
+            return FINISHED
+        rng = np.random.default_rng(self.rng.getrandbits(63))
+        if len(self.history) < max(self.config.initial_trials, 2):
+            choice = self._first_unseen(self._sample_policy(rng, max(self.config.policy_candidates, 1)))
+        else:
+            choice = self._choose(rng)
+        if choice is None:
+            choice = self._random_unseen(rng)
+        proposal = self._propose(self.space.from_indices(list(choice)))
+        self.proposed.append(choice)
+        self.seen.add(choice)
+        return proposal
+
+    def _choose(self, rng: np.random.Generator) -> Indices | None:
+        """The candidate the reward model likes best, or None if every candidate was seen."""
+        cfg = self.config
+        pool = [self._sample_policy(rng, cfg.policy_candidates), self._mutate_best(rng)]
+        candidates = self._unseen_rows(np.concatenate(pool))
+        if not len(candidates):
+            return None
+        predictions = self.model.predict(self._one_hot(candidates)).astype(np.float64)
+        mean, std = predictions.mean(axis=0), predictions.std(axis=0)
+        if cfg.acquisition == "thompson":
+            score = mean + std * rng.standard_normal(len(mean))
+        else:
+            score = mean + cfg.exploration * std
+        return tuple(int(i) for i in candidates[int(np.argmax(score))])
+
+    def _sample_policy(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """``count`` draws from the policy, one row of level indices each."""
+        rows = np.empty((count, len(self.cardinalities)), dtype=np.int64)
+        uniforms = rng.random((count, len(self.cardinalities)))
+        for d, (start, levels) in enumerate(zip(self.offsets, self.cardinalities, strict=True)):
+            cdf = np.cumsum(_softmax(self.logits[start : start + levels]))
+            rows[:, d] = np.minimum(np.searchsorted(cdf, uniforms[:, d], side="right"), levels - 1)
+        return rows
+
+    def _mutate_best(self, rng: np.random.Generator) -> np.ndarray:
+        """``mutation_candidates`` copies of the best ``parents`` trials, each with one decision
+        (or, with probability ``double_mutation``, two) moved to another level."""
+        cfg = self.config
+        count = cfg.mutation_candidates
+        if not count or not self.history:
+            return np.empty((0, len(self.cardinalities)), dtype=np.int64)
+        parents = self._rows[np.argsort(-self._y, kind="stable")[: cfg.parents]]
+        rows = parents[rng.integers(0, len(parents), size=count)]
+        for repeat in range(2):
+            mutate = np.ones(count, bool) if repeat == 0 else rng.random(count) < cfg.double_mutation
+            which = rng.integers(0, len(self.cardinalities), size=count)
+            levels = self.cardinalities[which]
+            # a shift in [1, levels) always lands on a different level (a 1-level decision stays)
+            shift = np.where(levels > 1, 1 + (rng.random(count) * (levels - 1)).astype(np.int64), 0)
+            picked = np.arange(count)[mutate]
+            rows[picked, which[mutate]] = (rows[picked, which[mutate]] + shift[mutate]) % levels[mutate]
+        return rows
+
+    def _unseen_rows(self, rows: np.ndarray) -> np.ndarray:
+        keep, fresh = [], set()
+        for i, row in enumerate(map(tuple, rows.tolist())):
+            if row not in self.seen and row not in fresh:
+                fresh.add(row)
+                keep.append(i)
+        return rows[keep]
+
+    def _first_unseen(self, rows: np.ndarray) -> Indices | None:
+        for row in map(tuple, rows.tolist()):
+            if row not in self.seen:
+                return row
+        return None
+
+    def _random_unseen(self, rng: np.random.Generator) -> Indices:
+        """A uniformly drawn configuration not proposed before (the space is not exhausted)."""
+        for _ in range(64):
+            row = tuple(int(i) for i in (rng.random(len(self.cardinalities)) * self.cardinalities))
+            if row not in self.seen:
+                return row
+        if self.size <= _ENUMERATE_LIMIT:
+            codes = np.arange(self.size)
+            radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]])
+            grid = (codes[:, None] // radix) % self.cardinalities
+            unseen = self._unseen_rows(grid)
+            return tuple(int(i) for i in unseen[int(rng.integers(0, len(unseen)))])
+        while True:  # a space this large cannot be nearly exhausted in practice
+            row = tuple(int(i) for i in (rng.random(len(self.cardinalities)) * self.cardinalities))
+            if row not in self.seen:
+                return row
+
+    # ---- tell --------------------------------------------------------------------------
+
+    def tell(self, proposal_id: int, result: Result) -> None:
+        params = self._settle(proposal_id)
+        reward = self.config.failure_reward if result.reward is None else result.reward
+        if reward is None:
+            return
+        indices = tuple(self.space.to_indices(params))
+        self._remember([(indices, float(reward))])
+        rng = np.random.default_rng(self.rng.getrandbits(63))
+        self._reinforce(np.array([indices]), np.array([self._advantage(float(reward), self._y)]))
+        if len(self.history) < 2:
+            return
+        targets = _normal_scores(self._y)
+        self.model.train(self._x, targets, self.config.train_steps, self.config.train_batch, rng)
+        if self.config.dream_batch and len(self.history) >= self.config.initial_trials:
+            dreams = self._sample_policy(rng, self.config.dream_batch)
+            predicted = self.model.predict(self._one_hot(dreams)).mean(axis=0).astype(np.float64)
+            self._reinforce(dreams, (predicted - predicted.mean()) * self.config.dream_weight)
+
+    def _remember(self, results: Sequence[tuple[Indices, float]]) -> None:
+        if not results:
+            return
+        self.history.extend(results)
+        rows = np.array([row for row, _ in results], dtype=np.int64)
+        self._rows = np.concatenate([self._rows, rows])
+        self._x = np.concatenate([self._x, self._one_hot(rows)])
+        self._y = np.concatenate([self._y, [reward for _, reward in results]])
+
+    def _advantage(self, reward: float, rewards: np.ndarray) -> float:
+        decay = self.config.baseline_decay
+        baseline = reward if self.baseline is None else self.baseline
+        self.baseline = decay * baseline + (1 - decay) * reward
+        spread = float(rewards.std()) if len(rewards) > 1 else 0.0
+        return (reward - baseline) / spread if spread > 0 else 0.0
+
+    def _reinforce(self, rows: np.ndarray, advantages: np.ndarray) -> None:
+        """One Adam ascent step on ``mean(advantage * log pi(row))`` plus the entropy bonus."""
+        cfg = self.config
+        grad = np.zeros(self.width)
+        for d, (start, levels) in enumerate(zip(self.offsets, self.cardinalities, strict=True)):
+            probs = _softmax(self.logits[start : start + levels])
+            counts = np.bincount(rows[:, d], weights=advantages, minlength=levels)
+            grad[start : start + levels] = (counts - advantages.sum() * probs) / len(rows)
+            if cfg.entropy_weight:
+                log_probs = np.log(probs)
+                entropy = -(probs * log_probs).sum()
+                grad[start : start + levels] -= cfg.entropy_weight * probs * (log_probs + entropy)
+        self.policy_step += 1
+        self.logits_m = _ADAM_BETA1 * self.logits_m + (1 - _ADAM_BETA1) * grad
+        self.logits_v = _ADAM_BETA2 * self.logits_v + (1 - _ADAM_BETA2) * grad * grad
+        m_hat = self.logits_m / (1 - _ADAM_BETA1**self.policy_step)
+        v_hat = self.logits_v / (1 - _ADAM_BETA2**self.policy_step)
+        self.logits = self.logits + cfg.policy_learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPSILON)
+
+    def _one_hot(self, rows: np.ndarray) -> np.ndarray:
+        x = np.zeros((len(rows), self.width), dtype=np.float32)
+        x[np.arange(len(rows))[:, None], self.offsets + rows] = 1.0
+        return x
+
+    def policy_probabilities(self) -> list[list[float]]:
+        """Per decision, the policy's probability of each level."""
+        return [
+            _softmax(self.logits[start : start + levels]).tolist()
+            for start, levels in zip(self.offsets, self.cardinalities, strict=True)
+        ]
+
+    # ---- state -------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state.update(
+            model={name: _encode(array) for name, array in self.model.arrays().items()},
+            model_step=self.model.step,
+            policy={
+                "logits": _encode(self.logits),
+                "m": _encode(self.logits_m),
+                "v": _encode(self.logits_v),
+                "step": self.policy_step,
+            },
+            baseline=self.baseline,
+            proposed=[list(row) for row in self.proposed],
+            history=[[list(row), reward] for row, reward in self.history],
+        )
+        return state
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        # the model first: it refuses a state saved for another space or config, and
+        # then nothing has been changed yet
+        self.model.load({name: _decode(data) for name, data in state["model"].items()}, state["model_step"])
+        logits = _decode(state["policy"]["logits"])
+        if logits.shape != (self.width,):
+            raise ValueError("the saved policy does not fit this space")
+        super().set_state(state)
+        self.logits = logits
+        self.logits_m = _decode(state["policy"]["m"])
+        self.logits_v = _decode(state["policy"]["v"])
+        self.policy_step = int(state["policy"]["step"])
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.proposed = [tuple(int(i) for i in row) for row in state["proposed"]]
+        self.seen = set(self.proposed)
+        self.history = []
+        self._rows = self._rows[:0]
+        self._x = self._x[:0]
+        self._y = self._y[:0]
+        self._remember([(tuple(int(i) for i in row), float(reward)) for row, reward in state["history"]])
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max())
+    return z / z.sum()
+
+
+def _normal_scores(values: np.ndarray) -> np.ndarray:
+    """Each value's rank turned into a standard normal quantile (ties share their mean rank)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    unique, inverse = np.unique(values, return_inverse=True)
+    if len(unique) < len(values):
+        ranks = (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
+    return _normal_quantile((ranks + 0.5) / len(values))
+
+
+# Acklam's rational approximation of the standard normal quantile (error below 1e-8)
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02)
+_A += (-3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01)
+_B += (-1.328068155288572e01, 1.0)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00)
+_C += (4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00, 1.0)
+
+
+def _normal_quantile(p: np.ndarray) -> np.ndarray:
+    """The standard normal quantile of each probability in ``p`` (all in (0, 1))."""
+    out = np.empty_like(p)
+    tail = np.minimum(p, 1.0 - p) < 0.02425
+    q = p[~tail] - 0.5
+    out[~tail] = q * np.polyval(_A, q * q) / np.polyval(_B, q * q)
+    t = np.sqrt(-2.0 * np.log(np.minimum(p[tail], 1.0 - p[tail])))
+    out[tail] = np.where(p[tail] < 0.5, 1.0, -1.0) * np.polyval(_C, t) / np.polyval(_D, t)
+    return out
+
+
+def _encode(array: np.ndarray) -> dict[str, Any]:
+    """An array as JSON: dtype, shape and the base64 of its raw little-endian bytes (exact)."""
+    dtype = "<f4" if array.dtype == np.float32 else "<f8"
+    array = np.ascontiguousarray(array, dtype=dtype)
+    return {"dtype": dtype, "shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def _decode(data: Mapping[str, Any]) -> np.ndarray:
+    if data.get("dtype") not in ("<f4", "<f8"):
+        raise ValueError(f"saved arrays must be <f4 or <f8, got {data.get('dtype')!r}")
+    flat = np.frombuffer(base64.b64decode(data["data"]), dtype=data["dtype"])
+    return flat.reshape([int(d) for d in data["shape"]]).copy()

@@ -160,6 +160,15 @@ def _start_predictions(settings: Any) -> None:
         logging.getLogger(__name__).exception("the prediction service did not start")
 
 
+def _stop_predictions() -> None:
+    from l2l.predictor import stop_predictor
+
+    try:
+        stop_predictor()
+    except Exception:  # shutting down anyway; Ray's own shutdown ends what is left
+        logging.getLogger(__name__).warning("the prediction service did not stop cleanly", exc_info=True)
+
+
 def _controller() -> int:
     from l2l.loop import JobLoop
     from l2l.ray_executor import RayExecutor
@@ -177,6 +186,8 @@ def _controller() -> int:
     try:
         loop.run(stop)
     finally:
+        if settings.serve.enabled:
+            _stop_predictions()
         executor.shutdown()
         store.dispose()
     return 0

@@ -7,6 +7,7 @@ prints each trial as it finishes, and ends with the best architecture and its ac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -66,8 +67,16 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
     finally:
         if server is not None and not keep_serving:
             print("stopping the service (run `l2l serve` to start it again; the database keeps every trial)")
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+            stop_process_group(server)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float = 60) -> None:
+    """SIGTERM a process and everything it started in its group; SIGKILL what outlives the grace."""
+    os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_seconds)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _demo_key() -> str:

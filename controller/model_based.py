@@ -7,8 +7,8 @@ Reads top to bottom:
    draws from the policy plus ``mutation_candidates`` mutations (one or two decisions
    moved) of the best ``parents`` trials so far, drop every configuration already
    proposed, and let the reward model pick one: each candidate's score is a draw from
-   ``N(mean, std)`` of the ensemble's predictions (independent Thompson sampling), or
-   ``mean + exploration * std`` (UCB); the best score is proposed.
+   ``N(mean, (exploration * std)^2)`` of the ensemble's predictions (independent Thompson
+   sampling), or ``mean + exploration * std`` (UCB); the best score is proposed.
 2. ``tell()``: the result joins the history (a failure is skipped, or scored
    ``failure_reward``). The reward model takes ``train_steps`` Adam steps on the whole
    history (targets are the rewards turned into normal scores of their ranks, so a few
@@ -117,7 +117,7 @@ class ModelBasedController(Strategy):
         predictions = self.model.predict(self._one_hot(candidates)).astype(np.float64)
         mean, std = predictions.mean(axis=0), predictions.std(axis=0)
         if cfg.acquisition == "thompson":
-            score = mean + std * rng.standard_normal(len(mean))
+            score = mean + cfg.exploration * std * rng.standard_normal(len(mean))
         else:
             score = mean + cfg.exploration * std
         return tuple(int(i) for i in candidates[int(np.argmax(score))])
@@ -306,13 +306,37 @@ def _normal_scores(values: np.ndarray) -> np.ndarray:
 
 
 # Acklam's rational approximation of the standard normal quantile (error below 1e-8)
-_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02)
-_A += (-3.066479806614716e01, 2.506628277459239e00)
-_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01)
-_B += (-1.328068155288572e01, 1.0)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00)
-_C += (4.374664141464968e00, 2.938163982698783e00)
-_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00, 1.0)
+_A = np.array(
+    [
+        -3.969683028665376e01,
+        2.209460984245205e02,
+        -2.759285104469687e02,
+        1.383577518672690e02,
+        -3.066479806614716e01,
+        2.506628277459239e00,
+    ]
+)
+_B = np.array(
+    [
+        -5.447609879822406e01,
+        1.615858368580409e02,
+        -1.556989798598866e02,
+        6.680131188771972e01,
+        -1.328068155288572e01,
+        1.0,
+    ]
+)
+_C = np.array(
+    [
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838e00,
+        -2.549732539343734e00,
+        4.374664141464968e00,
+        2.938163982698783e00,
+    ]
+)
+_D = np.array([7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00, 1.0])
 
 
 def _normal_quantile(p: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
+_TINY = np.float32(1e-30)
 
 
 class MlpEnsemble:
@@ -112,6 +113,10 @@ class MlpEnsemble:
         self.moment1 += (1.0 - _ADAM_BETA1) * g
         self.moment2 *= _ADAM_BETA2
         self.moment2 += (1.0 - _ADAM_BETA2) * g * g
+        # a weight whose gradient stays 0 (a dead unit) has moments that decay into float32's
+        # subnormal range, where arithmetic is many times slower: flush them to 0
+        self.moment1[np.abs(self.moment1) < _TINY] = 0.0
+        self.moment2[self.moment2 < _TINY] = 0.0
         rate = self.learning_rate * np.sqrt(1.0 - _ADAM_BETA2**self.step) / (1.0 - _ADAM_BETA1**self.step)
         self.params -= np.float32(rate) * self.moment1 / (np.sqrt(self.moment2) + np.float32(_ADAM_EPSILON))
         return float(np.mean(error * error))

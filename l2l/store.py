@@ -446,7 +446,7 @@ class Store:
             row = _get(session, TrialRow, trial_id, lock=True)
             current = TrialState(row.state)
             if current.is_finished():
-                raise TrialFinished(_trial_record(row, row.job.best_trial_id))
+                raise TrialFinished(_trial_record(row, _best_trial_id(session, row.job_id)))
             if not current.can_become(state):
                 raise ValueError(f"trial {trial_id} cannot go from {current.value} to {state.value}")
             row.state = state.value
@@ -461,7 +461,7 @@ class Store:
                 row.metrics = _json_safe(metrics)
             if error is not None:
                 row.error = error
-            return _trial_record(row, row.job.best_trial_id)
+            return _trial_record(row, _best_trial_id(session, row.job_id))
 
     def note_trial_error(self, trial_id: int, error: str) -> None:
         """Keep the traceback of a failed attempt that will be retried."""
@@ -474,7 +474,7 @@ class Store:
         with self._session() as session:
             row = _get(session, TrialRow, trial_id)
             if TrialState(row.state).is_finished():
-                raise TrialFinished(_trial_record(row, row.job.best_trial_id))
+                raise TrialFinished(_trial_record(row, _best_trial_id(session, row.job_id)))
             exists = session.scalar(
                 select(func.count()).where(MetricRow.trial_id == trial_id, MetricRow.step == step)
             )
@@ -494,7 +494,7 @@ class Store:
     def get_trial(self, trial_id: int) -> TrialRecord:
         with self._session(write=False) as session:
             row = _get(session, TrialRow, trial_id)
-            return _trial_record(row, row.job.best_trial_id)
+            return _trial_record(row, _best_trial_id(session, row.job_id))
 
     def trial_token_hash(self, trial_id: int) -> str | None:
         with self._session(write=False) as session:
@@ -582,6 +582,12 @@ def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> An
     if row is None:
         raise NotFound(f"{model.__tablename__[:-1]} {key} not found")
     return row
+
+
+def _best_trial_id(session: Session, job_id: int) -> int | None:
+    # A scalar, not row.job: loading the job row would parse its JSON (the strategy state
+    # can be hundreds of kilobytes) on every trial read.
+    return session.scalar(select(JobRow.best_trial_id).where(JobRow.id == job_id))
 
 
 def _owned_job(session: Session, job_id: int, owner: str) -> JobRow:

@@ -17,6 +17,12 @@ learns from their rewards. The job loop drives it:
   built with the same space and config restores it exactly, so the next ``ask()``
   gives the same proposal the original would have given. The loop saves the state
   in the database after every ask and tell, so a search survives a restart.
+* ``warm_start(previous_state)`` (optional) is called at most once, on a fresh instance
+  before its first ``ask()``, with the saved state of an earlier job of the same strategy
+  on a space with the same decisions (rewards on another dataset may be on another
+  scale). It may carry over what was *learned*, never that job's pending proposals or
+  its proposal ids; the new job's own state is what ``get_state()`` returns afterwards.
+  The default does nothing.
 
 A strategy does no I/O and imports no Ray, no SQLAlchemy and no Keras model code.
 
@@ -121,6 +127,13 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, proposal_id: int, result: Result) -> None:
         """Learn from the outcome of proposal ``proposal_id``."""
+
+    def warm_start(self, previous_state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Start from what an earlier job learned (its ``get_state()``); by default, nothing.
+
+        Called on a fresh instance before the first ``ask()``. Raises ValueError if the
+        state does not fit this space or config.
+        """
 
     def get_state(self) -> dict[str, Any]:
         """JSON-able state; subclasses extend the dict returned here."""

@@ -11,6 +11,10 @@ good it was; that aging is what keeps the search from clinging to one lucky tria
 Failed trials (reward ``None``) never join the population. If every slot is taken
 by proposals in flight and no result has come back yet there is no parent to
 mutate, so ``ask()`` returns WAIT.
+
+Warm start (:meth:`RegularizedEvolution.warm_start`): the best half of an earlier job's
+population are proposed first, before any random member, so they are re-evaluated here
+and join the population with this job's rewards.
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ class RegularizedEvolution(Strategy):
         self.config = config or EvolutionConfig()
         # (params, reward), oldest first
         self.population: list[tuple[Params, float]] = []
+        #: a warm start's members still to propose, best first
+        self.seeds: list[Params] = []
 
     def ask(self) -> Ask:
         cfg = self.config
+        if self.seeds:
+            return self._propose(self.seeds.pop(0))
         if len(self.population) + len(self.pending) < cfg.population_size:
             return self._propose(self.space.sample(self.rng))
         if not self.population:
@@ -71,11 +79,21 @@ class RegularizedEvolution(Strategy):
         child[decision.name] = decision.levels()[self.rng.choice(others)]
         return child
 
+    def warm_start(self, previous_state: Mapping[str, Any]) -> None:
+        ranked = sorted(previous_state["population"], key=lambda member: -float(member[1]))
+        seeds: dict[tuple[int, ...], Params] = {}
+        for params, _ in ranked:
+            valid = self.space.validate(params)  # raises for another space
+            seeds.setdefault(tuple(self.space.to_indices(valid)), valid)
+        self.seeds = list(seeds.values())[: max(1, self.config.population_size // 2)]
+
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         state["population"] = [[params, reward] for params, reward in self.population]
+        state["seeds"] = [dict(params) for params in self.seeds]
         return state
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
         self.population = [(dict(params), float(reward)) for params, reward in state["population"]]
+        self.seeds = [dict(params) for params in state.get("seeds", [])]

@@ -21,6 +21,14 @@ The policy works on the discrete view (``space.cardinalities``), the model on th
 one-hot encoding of each decision's level, so any space works. A configuration is
 never proposed twice; when every one has been, ``ask()`` returns FINISHED.
 
+Warm start (:meth:`warm_start`) from an earlier job on the same decisions carries over
+its policy logits and reward-model weights, and keeps its history as a *prior*: each
+configuration with the normal score of its reward's rank within that job (another
+dataset's rewards are on another scale, ranks are not). The prior joins the reward
+model's training data and the parents of mutations, and its best ``parents``
+configurations are candidates too, so the model decides whether they are worth
+re-evaluating here; the job's own history, pending proposals and "seen" set start empty.
+
 All randomness comes from ``self.rng``: each ``ask`` and ``tell`` seeds a numpy
 generator from it, so the state (history, policy and model arrays, rng) pins down
 every future proposal.
@@ -89,6 +97,10 @@ class ModelBasedController(Strategy):
         self._rows = np.empty((0, len(self.cardinalities)), dtype=np.int64)
         self._x = np.empty((0, self.width), dtype=np.float32)
         self._y = np.empty(0)
+        # the warm start's prior: level indices, one-hot rows and normal-score targets
+        self._prior_rows = self._rows.copy()
+        self._prior_x = self._x.copy()
+        self._prior_t = self._y.copy()
 
     # ---- ask ---------------------------------------------------------------------------
 
@@ -96,7 +108,7 @@ class ModelBasedController(Strategy):
         if len(self.seen) >= self.size:
             return FINISHED
         rng = np.random.default_rng(self.rng.getrandbits(63))
-        if len(self.history) < max(self.config.initial_trials, 2):
+        if len(self.history) + len(self._prior_t) < max(self.config.initial_trials, 2):
             choice = self._first_unseen(self._sample_policy(rng, max(self.config.policy_candidates, 1)))
         else:
             choice = self._choose(rng)
@@ -111,6 +123,8 @@ class ModelBasedController(Strategy):
         """The candidate the reward model likes best, or None if every candidate was seen."""
         cfg = self.config
         pool = [self._sample_policy(rng, cfg.policy_candidates), self._mutate_best(rng)]
+        if len(self._prior_t):
+            pool.append(self._prior_rows[np.argsort(-self._prior_t, kind="stable")[: cfg.parents]])
         candidates = self._unseen_rows(np.concatenate(pool))
         if not len(candidates):
             return None
@@ -136,9 +150,11 @@ class ModelBasedController(Strategy):
         (or, with probability ``double_mutation``, two) moved to another level."""
         cfg = self.config
         count = cfg.mutation_candidates
-        if not count or not self.history:
+        if not count or not (self.history or len(self._prior_t)):
             return np.empty((0, len(self.cardinalities)), dtype=np.int64)
-        parents = self._rows[np.argsort(-self._y, kind="stable")[: cfg.parents]]
+        _, scores = self._training_data()
+        rows = np.concatenate([self._prior_rows, self._rows])
+        parents = rows[np.argsort(-scores, kind="stable")[: cfg.parents]]
         rows = parents[rng.integers(0, len(parents), size=count)]
         for repeat in range(2):
             mutate = np.ones(count, bool) if repeat == 0 else rng.random(count) < cfg.double_mutation
@@ -192,14 +208,19 @@ class ModelBasedController(Strategy):
         self._remember([(indices, float(reward))])
         rng = np.random.default_rng(self.rng.getrandbits(63))
         self._reinforce(np.array([indices]), np.array([self._advantage(float(reward), self._y)]))
-        if len(self.history) < 2:
+        if len(self.history) + len(self._prior_t) < 2:
             return
-        targets = _normal_scores(self._y)
-        self.model.train(self._x, targets, self.config.train_steps, self.config.train_batch, rng)
+        x, targets = self._training_data()
+        self.model.train(x, targets, self.config.train_steps, self.config.train_batch, rng)
         if self.config.dream_batch and len(self.history) >= self.config.initial_trials:
             dreams = self._sample_policy(rng, self.config.dream_batch)
             predicted = self.model.predict(self._one_hot(dreams)).mean(axis=0).astype(np.float64)
             self._reinforce(dreams, (predicted - predicted.mean()) * self.config.dream_weight)
+
+    def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """(one-hot rows, normal-score targets) of the warm start's prior, then the own history."""
+        targets = np.concatenate([self._prior_t, _normal_scores(self._y) if len(self._y) else self._y])
+        return np.concatenate([self._prior_x, self._x]), targets
 
     def _remember(self, results: Sequence[tuple[Indices, float]]) -> None:
         if not results:
@@ -248,6 +269,30 @@ class ModelBasedController(Strategy):
             for start, levels in zip(self.offsets, self.cardinalities, strict=True)
         ]
 
+    # ---- warm start --------------------------------------------------------------------
+
+    def warm_start(self, previous_state: Mapping[str, Any]) -> None:
+        """Carry over an earlier job's policy, reward model and (ranked) history; see the module."""
+        self.model.load(
+            {name: _decode(data) for name, data in previous_state["model"].items()},
+            previous_state["model_step"],
+        )
+        logits = _decode(previous_state["policy"]["logits"])
+        if logits.shape != (self.width,):
+            raise ValueError("the earlier job's policy does not fit this space")
+        self.logits = logits
+        self._set_prior([(row, reward) for row, reward in previous_state["history"]], ranked=True)
+
+    def _set_prior(self, pairs: Sequence[tuple[Sequence[int], float]], ranked: bool) -> None:
+        """The prior from (configuration, reward) pairs, or (configuration, target) if not ``ranked``."""
+        rows = np.array([list(row) for row, _ in pairs], dtype=np.int64).reshape(-1, len(self.cardinalities))
+        if len(rows) and (rows.min() < 0 or (rows >= self.cardinalities).any()):
+            raise ValueError("the earlier job's history does not fit this space")
+        values = np.array([value for _, value in pairs], dtype=np.float64)
+        self._prior_rows = rows
+        self._prior_x = self._one_hot(rows)
+        self._prior_t = _normal_scores(values) if ranked and len(values) else values
+
     # ---- state -------------------------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
@@ -264,6 +309,7 @@ class ModelBasedController(Strategy):
             baseline=self.baseline,
             proposed=[list(row) for row in self.proposed],
             history=[[list(row), reward] for row, reward in self.history],
+            prior=[[row, float(t)] for row, t in zip(self._prior_rows.tolist(), self._prior_t, strict=True)],
         )
         return state
 
@@ -287,6 +333,7 @@ class ModelBasedController(Strategy):
         self._x = self._x[:0]
         self._y = self._y[:0]
         self._remember([(tuple(int(i) for i in row), float(reward)) for row, reward in state["history"]])
+        self._set_prior(state.get("prior", []), ranked=False)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

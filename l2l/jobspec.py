@@ -61,6 +61,15 @@ class Objective(BaseModel):
     mode: str = Field(default="max", pattern="^(max|min)$")
 
 
+class WarmStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: int = Field(
+        description="An earlier job of the same team, strategy and search decisions (another "
+        "dataset is fine) whose learned strategy state this job starts from."
+    )
+
+
 class JobSpec(BaseModel):
     """A search job as submitted."""
 
@@ -78,6 +87,9 @@ class JobSpec(BaseModel):
     budget: Budget
     seed: int | None = Field(default=None, description="Makes proposals and data splits repeatable.")
     objective: Objective | None = Field(default=None, description="Defaults to val_accuracy (max).")
+    warm_start: WarmStart | None = Field(
+        default=None, description='Learn from an earlier job: {"job_id": N}; see WarmStart.'
+    )
     final_model: bool = Field(
         default=True,
         description="When the search ends, retrain the best architecture on training + validation "
@@ -127,4 +139,5 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "seed": spec.seed,
         "objective": objective,
         "final_model": spec.final_model,
+        **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
     }

@@ -34,7 +34,15 @@ from l2l.records import FinalModelRecord, JobRecord, TrialRecord
 from l2l.service import new_report_token
 from l2l.settings import Settings
 from l2l.states import JobState, TrialState
-from l2l.store import FinalModelFinished, JobNotRunning, LeaseLost, StorageError, Store, TrialFinished
+from l2l.store import (
+    FinalModelFinished,
+    JobNotRunning,
+    LeaseLost,
+    NotFound,
+    StorageError,
+    Store,
+    TrialFinished,
+)
 from search_spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -144,10 +152,24 @@ class JobLoop:
             )
             if record.strategy_state is not None:
                 strategy.set_state(record.strategy_state)
+            elif spec.get("warm_start"):
+                # read now, not at submission: a running earlier job has learned more since
+                strategy.warm_start(self._warm_start_state(spec["warm_start"]["job_id"]))
+        except JobCannotRun:
+            raise
         except Exception as error:
             raise JobCannotRun(f"the strategy cannot start: {error}") from error
         log.info("job %s: %s", record.id, "resumed" if record.strategy_state else "started")
         return _ActiveJob(record, strategy, space.to_dict())
+
+    def _warm_start_state(self, job_id: int) -> dict:
+        try:
+            state = self.store.get_job(job_id).strategy_state
+        except NotFound:
+            state = None
+        if state is None:
+            raise JobCannotRun(f"the job to warm-start from, {job_id}, has no saved strategy state")
+        return state
 
     def _resume_unfinished_trials(self, job: _ActiveJob) -> None:
         # Trials a dead controller had stored or started: their workers died with it (or

@@ -99,6 +99,8 @@ def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord
     normalised = validate_job(spec, settings)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
+    if "warm_start" in normalised:
+        _check_warm_start(store, normalised, team)
     space_name = normalised["space"].get("name") or "keras_tuner"
     name = spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
     return store.create_job(name, normalised, team_id=team.id if team else None)
@@ -114,6 +116,41 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
     except (NotFound, TypeError, ValueError):
         raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
     return {**dataset.spec, "dataset_id": dataset.id}
+
+
+def _check_warm_start(store: Store, job: Mapping[str, Any], team: TeamRecord | None) -> None:
+    """Refuse a warm start from a job the strategy could not learn from.
+
+    The earlier job must be the same team's, have run (it has a saved strategy state),
+    use the same strategy and search the same decisions; its dataset may differ.
+    """
+    job_id = job["warm_start"]["job_id"]
+    try:
+        earlier = store.get_job(job_id, team.id if team else None)
+    except NotFound:
+        raise InvalidJob(f"warm_start: no job {job_id} of this team; see GET /jobs") from None
+    if earlier.strategy_state is None or earlier.space is None:
+        raise InvalidJob(
+            f"warm_start: job {job_id} is {earlier.state.value} and has not learned anything yet; "
+            "start from a job that has run"
+        )
+    if earlier.spec["strategy"]["name"] != job["strategy"]["name"]:
+        raise InvalidJob(
+            f"warm_start: job {job_id} used strategy {earlier.spec['strategy']['name']!r}, "
+            f"this job {job['strategy']['name']!r}; a strategy can only start from its own kind"
+        )
+    if _space_decisions(job["space"]) != (earlier.space or {}).get("decisions"):
+        raise InvalidJob(
+            f"warm_start: job {job_id} searched other decisions than this job's space; "
+            "start from a job on the same space (its dataset may differ)"
+        )
+
+
+def _space_decisions(space: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The decisions of a normalised space description; None for a KerasTuner build function,
+    whose decisions only Keras could tell (so a warm start never matches it)."""
+    decisions = space.get("decisions")
+    return list(decisions) if decisions is not None else None
 
 
 def _check_team_limits(store: Store, team: TeamRecord, job: Mapping[str, Any], settings: Settings) -> None:

@@ -29,6 +29,11 @@ def add_bench_parser(commands: Any) -> None:
     nb201.add_argument("--budget", type=int, default=100, help="queries per run (default 100)")
     nb201.add_argument("--runs", type=int, default=100, help="runs per strategy, seeds 0.. (default 100)")
     nb201.add_argument("--table", help="the nb201_12ep.csv file (default: $L2L_NB201_TABLE or ../shared)")
+    nb201.add_argument(
+        "--warm-start-from",
+        choices=TABULAR_DATASETS,
+        help="also run each strategy warm-started from a cold search on this dataset (same seed)",
+    )
     nb201.add_argument("--out", required=True, help="results JSON file")
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
@@ -48,12 +53,23 @@ def run_bench(args: argparse.Namespace) -> int:
     strategies = [_strategy(text) for text in args.strategy]
     table = load_table(args.table, with_test=True)
     document = run_benchmark(
-        strategies, args.dataset, budget=args.budget, runs=args.runs, table=table, progress=print_progress
+        strategies,
+        args.dataset,
+        budget=args.budget,
+        runs=args.runs,
+        table=table,
+        progress=print_progress,
+        warm_start_from=args.warm_start_from,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print(format_table([document]))
+    for label, effect in document.get("warm_start", {}).items():
+        print(
+            f"{label}: cold reaches its final mean valid {effect['target_valid_mean']:.2f}% at query "
+            f"{effect['cold_queries']}; warm-started from {effect['from']} at query {effect['warm_queries']}"
+        )
     print(f"wrote {out}")
     return 0
 

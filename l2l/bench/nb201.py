@@ -14,6 +14,10 @@ reward); after ``budget`` queries the architecture with the best reward seen is 
 fraction the trial reported. ``std`` is the population standard deviation (``np.std``),
 as in the benchmark's scripts.
 
+With ``warm_start_from`` (another dataset), each run first searches that dataset cold
+and then searches ``dataset`` as a job warm-started from that one (``"warm_start":
+{"job_id": N}``); :func:`warm_start_effect` compares such runs with cold ones.
+
 The job's ``dataset`` is a placeholder (``"digits"``): a tabular space's data is the table.
 """
 
@@ -74,6 +78,8 @@ class RunResult:
     wall_seconds: float
     #: The job and its trials in the benchmark's store (useful only while the store lives).
     job_id: int = 0
+    #: The job on another dataset this search was warm-started from, if any.
+    warm_start_job_id: int | None = None
 
 
 @dataclass
@@ -112,6 +118,7 @@ def run_strategy(
     table: NB201Table | None = None,
     store: Store | None = None,
     progress: Callable[[str], None] | None = None,
+    warm_start_from: str | None = None,
 ) -> StrategyResult:
     """``runs`` searches of ``budget`` queries each with strategy ``strategy`` on ``dataset``.
 
@@ -119,6 +126,8 @@ def run_strategy(
     ``store`` given is used as is (migrated); otherwise a fresh temporary one is made
     and removed afterwards.
     """
+    if warm_start_from is not None and warm_start_from not in TABULAR_DATASETS:
+        raise ValueError(f"warm_start_from must be one of {list(TABULAR_DATASETS)}, got {warm_start_from!r}")
     if dataset not in TABULAR_DATASETS:
         raise ValueError(f"dataset must be one of {list(TABULAR_DATASETS)}, got {dataset!r}")
     table = table if table is not None else load_table(with_test=True)
@@ -132,16 +141,51 @@ def run_strategy(
         result = StrategyResult(strategy, dict(options or {}))
         for seed in range(first_seed, first_seed + runs):
             started = time.perf_counter()
-            job_id = _submit(active_store, settings, strategy, dataset, budget, seed, options)
-            while not active_store.get_job(job_id).state.is_finished():
-                loop.step()
+            source = None
+            if warm_start_from is not None:
+                source = _submit(active_store, settings, strategy, warm_start_from, budget, seed, options)
+                _drive(active_store, loop, source)
+            job_id = _submit(active_store, settings, strategy, dataset, budget, seed, options, source)
+            _drive(active_store, loop, job_id)
             run = _judge(active_store, job_id, table, dataset, threshold, seed)
+            run.warm_start_job_id = source
             run.wall_seconds = time.perf_counter() - started
             result.runs.append(run)
             if progress and (len(result.runs) % 10 == 0 or len(result.runs) == runs):
                 mean = statistics.fmean(r.test_accuracy for r in result.runs)
                 progress(f"{strategy} on {dataset}: {len(result.runs)}/{runs} runs, test {mean:.2f}%")
     return result
+
+
+def _drive(store: Store, loop: JobLoop, job_id: int) -> None:
+    while not store.get_job(job_id).state.is_finished():
+        loop.step()
+
+
+def warm_start_effect(cold: Sequence[RunResult], warm: Sequence[RunResult]) -> dict[str, Any]:
+    """Queries the mean best-so-far validation accuracy (%) of each needs to reach cold's final mean.
+
+    ``None`` if a curve never gets there within its budget.
+    """
+    cold_curve, warm_curve = _mean_curve(cold), _mean_curve(warm)
+    target = cold_curve[-1]
+
+    def reach(curve: list[float]) -> int | None:
+        return next((q + 1 for q, value in enumerate(curve) if value >= target - 1e-9), None)
+
+    return {
+        "target_valid_mean": target,
+        "cold_queries": reach(cold_curve),
+        "warm_queries": reach(warm_curve),
+        "cold_curve": cold_curve,
+        "warm_curve": warm_curve,
+    }
+
+
+def _mean_curve(runs: Sequence[RunResult]) -> list[float]:
+    """Mean best-so-far validation accuracy (%) after each query (a run with none yet counts 0)."""
+    budget = min(len(run.best_so_far) for run in runs)
+    return [100.0 * statistics.fmean(run.best_so_far[q] or 0.0 for run in runs) for q in range(budget)]
 
 
 def top_threshold(table: NB201Table, dataset: str, fraction: float = TOP_FRACTION) -> float:
@@ -158,8 +202,14 @@ def run_benchmark(
     runs: int = 100,
     table: NB201Table | None = None,
     progress: Callable[[str], None] | None = None,
+    warm_start_from: str | None = None,
 ) -> dict[str, Any]:
-    """Run every strategy (a name, or ``(name, options)``) and return the results document."""
+    """Run every strategy (a name, or ``(name, options)``) and return the results document.
+
+    With ``warm_start_from`` each strategy also runs warm-started from that dataset (label
+    ``"<label> warm from <dataset>"``) and ``document["warm_start"][label]`` holds
+    :func:`warm_start_effect` of its cold and warm runs.
+    """
     table = table if table is not None else load_table(with_test=True)
     document: dict[str, Any] = {
         "benchmark": "nas-bench-201",
@@ -177,14 +227,35 @@ def run_benchmark(
         result = run_strategy(
             name, dataset, budget=budget, runs=runs, options=options, table=table, progress=progress
         )
-        document["strategies"][label] = {
-            "strategy": name,
-            "options": options,
-            "summary": result.summary(budget),
-            "runs": [asdict(run) for run in result.runs],
-        }
+        document["strategies"][label] = _entry(name, options, result, budget)
+        if warm_start_from is not None:
+            warm = run_strategy(
+                name,
+                dataset,
+                budget=budget,
+                runs=runs,
+                options=options,
+                table=table,
+                progress=progress,
+                warm_start_from=warm_start_from,
+            )
+            warm_label = f"{label} warm from {warm_start_from}"
+            document["strategies"][warm_label] = _entry(name, options, warm, budget)
+            document.setdefault("warm_start", {})[label] = {
+                "from": warm_start_from,
+                **warm_start_effect(result.runs, warm.runs),
+            }
     document["reference"] = _reference(table, dataset)
     return document
+
+
+def _entry(name: str, options: Mapping[str, Any], result: StrategyResult, budget: int) -> dict[str, Any]:
+    return {
+        "strategy": name,
+        "options": dict(options),
+        "summary": result.summary(budget),
+        "runs": [asdict(run) for run in result.runs],
+    }
 
 
 def format_table(documents: Sequence[Mapping[str, Any]]) -> str:
@@ -215,6 +286,7 @@ def _submit(
     budget: int,
     seed: int,
     options: Mapping[str, Any] | None,
+    warm_start: int | None = None,
 ) -> int:
     spec = JobSpec.model_validate(
         {
@@ -224,6 +296,7 @@ def _submit(
             "strategy": {"name": strategy, "options": dict(options or {})},
             "budget": {"trials": budget, "concurrency": 1, "epochs": 1, "resources": {"CPU": 1}},
             "seed": seed,
+            "warm_start": {"job_id": warm_start} if warm_start is not None else None,
         }
     )
     return submit_job(store, spec, settings).id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import controller
 import search_spaces
@@ -59,6 +59,24 @@ class Objective(BaseModel):
 
     metric: str = Field(description="A Keras metric of the validation data, e.g. val_accuracy.")
     mode: str = Field(default="max", pattern="^(max|min)$")
+    cost: str | None = Field(
+        default=None,
+        description="A cost metric to trade against (MnasNet), e.g. parameters or flops: "
+        "reward = metric * (cost / target) ** weight; see l2l.rewards.",
+    )
+    target: float | None = Field(default=None, gt=0, description="The cost aimed at; needed with cost.")
+    weight: float = Field(default=-0.07, le=0, description="The exponent above the target (MnasNet: -0.07).")
+    weight_under: float | None = Field(
+        default=None,
+        le=0,
+        description="The exponent at or below the target; default weight, 0 = hard target.",
+    )
+
+    @model_validator(mode="after")
+    def _cost_needs_target(self) -> Objective:
+        if self.cost is not None and (self.target is None or self.mode != "max"):
+            raise ValueError("an objective with a cost needs a target and mode 'max'")
+        return self
 
 
 class WarmStart(BaseModel):
@@ -130,7 +148,12 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         raise InvalidJob(f"strategy: {error}") from error
 
     task = dataset.get("task", "classification")
-    objective = spec.objective.model_dump() if spec.objective else dict(DEFAULT_OBJECTIVES[task])
+    if spec.objective is None:
+        objective = dict(DEFAULT_OBJECTIVES[task])
+    elif spec.objective.cost is None:  # a plain objective is stored as before costs existed
+        objective = spec.objective.model_dump(include={"metric", "mode"})
+    else:
+        objective = spec.objective.model_dump()
     return {
         "dataset": dataset,
         "space": space,

@@ -2,7 +2,7 @@
 
 A ``nb201_cell`` space with the setting ``{"tabular": "cifar10"}`` (or ``"cifar100"``,
 ``"imagenet16"``) is searched against the table instead of trained: the worker reports
-the cell's *validation* accuracy (:func:`tabular_metrics`), and nothing else. The test
+the cell's *validation* accuracy (:func:`tabular_metrics`) and its network's size, and nothing else. The test
 column judges the architecture a search picks, after the search; only
 :meth:`NB201Table.test_accuracy` reads it, and the worker loads the table without it.
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.nb201 import TABULAR_DATASETS, arch_str
+from search_spaces.nb201_cost import network_cost
 from search_spaces.spec import SearchSpace, SpaceError
 
 #: Environment variable naming the table file.
@@ -156,7 +157,8 @@ def tabular_dataset(space: SearchSpace | Mapping[str, Any]) -> str | None:
 def tabular_metrics(
     space: SearchSpace, params: Mapping[str, Any], table: NB201Table | None = None
 ) -> dict[str, float]:
-    """What a tabular trial reports: ``{"val_accuracy": fraction}``, the validation column only.
+    """What a tabular trial reports: ``{"val_accuracy": fraction}`` from the validation column,
+    and the network's ``parameters`` and ``flops`` (:func:`search_spaces.nb201_cost.network_cost`).
 
     ``table`` defaults to the validation-only table of :func:`load_table`. Raises
     SpaceError for a space that is not tabular or a cell the table lacks.
@@ -166,4 +168,4 @@ def tabular_metrics(
         raise SpaceError(f"search space {space.name!r} is not tabular (no 'tabular' setting)")
     arch = arch_str(params, space.settings)
     table = table if table is not None else load_table()
-    return {METRIC: table.valid_accuracy(arch, dataset) / 100.0}
+    return {METRIC: table.valid_accuracy(arch, dataset) / 100.0, **network_cost(arch, dataset)}

@@ -20,6 +20,7 @@ from l2l.states import JobState, TrialState
 from l2l.store import Store
 from search_spaces import SpaceError, get_space
 from search_spaces.nb201 import EDGE_NAMES, OPS, arch_str, params_from_arch_str
+from search_spaces.nb201_cost import network_cost
 from search_spaces.nb201_table import (
     METRIC,
     NB201Table,
@@ -72,12 +73,15 @@ def planted() -> RecordingTable:
     return RecordingTable()
 
 
-def test_tabular_space_reports_the_validation_accuracy_and_nothing_else(planted: RecordingTable) -> None:
+def test_tabular_space_reports_validation_accuracy_and_size_and_nothing_else(planted: RecordingTable) -> None:
     space = get_space({"name": "nb201_cell", "settings": {"tabular": "cifar10"}})
     params = dict(zip(EDGE_NAMES, PLANTED, strict=True))
     metrics = tabular_metrics(space, params, planted)
-    assert metrics == {METRIC: pytest.approx(planted.valid_accuracy(arch_str(params), "cifar10") / 100)}
-    assert list(metrics) == ["val_accuracy"]
+    assert metrics == {
+        METRIC: pytest.approx(planted.valid_accuracy(arch_str(params), "cifar10") / 100),
+        **network_cost(params, "cifar10"),
+    }
+    assert list(metrics) == ["val_accuracy", "parameters", "flops"]  # never a test accuracy
     with pytest.raises(SpaceError, match="must be null or one of"):
         get_space({"name": "nb201_cell", "settings": {"tabular": "cifar11"}})
     with pytest.raises(SpaceError, match="not tabular"):
@@ -113,10 +117,9 @@ def test_every_query_is_a_completed_told_trial_of_a_real_job(sqlite_store: Store
         trials, count = sqlite_store.list_trials(run.job_id)
         assert count == 8
         assert all(t.state is TrialState.COMPLETED and t.told and t.attempts == 1 for t in trials)
-        # the worker reported the validation accuracy only; the reward is that metric
-        assert all(
-            set(t.metrics) == {"val_accuracy"} and t.reward == t.metrics["val_accuracy"] for t in trials
-        )
+        # the worker reported the validation accuracy and the size only; the reward is that accuracy
+        assert all(set(t.metrics) == {METRIC, "parameters", "flops"} for t in trials)
+        assert all(t.reward == t.metrics[METRIC] for t in trials)
         best = [max(t.reward for t in trials[: n + 1]) for n in range(8)]
         assert run.best_so_far == best
         assert run.reward == best[-1]

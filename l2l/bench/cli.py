@@ -34,6 +34,12 @@ def add_bench_parser(commands: Any) -> None:
         choices=TABULAR_DATASETS,
         help="also run each strategy warm-started from a cold search on this dataset (same seed)",
     )
+    nb201.add_argument(
+        "--objective",
+        type=json.loads,
+        help='the jobs\' objective as JSON, e.g. \'{"metric": "val_accuracy", "cost": "parameters", '
+        '"target": 500000, "weight": -0.07}\' (MnasNet); default val_accuracy',
+    )
     nb201.add_argument("--out", required=True, help="results JSON file")
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
@@ -60,11 +66,18 @@ def run_bench(args: argparse.Namespace) -> int:
         table=table,
         progress=print_progress,
         warm_start_from=args.warm_start_from,
+        objective=args.objective,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print(format_table([document]))
+    for label, entry in document["strategies"].items():
+        summary = entry["summary"]
+        print(
+            f"{label}: Pareto front (valid accuracy vs {entry['runs'][0]['cost_metric']}) of "
+            f"{summary['pareto_front_size_mean']:.1f} trials, hypervolume {summary['hypervolume_mean']:.4f}"
+        )
     for label, effect in document.get("warm_start", {}).items():
         print(
             f"{label}: cold reaches its final mean valid {effect['target_valid_mean']:.2f}% at query "

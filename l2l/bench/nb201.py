@@ -18,6 +18,13 @@ With ``warm_start_from`` (another dataset), each run first searches that dataset
 and then searches ``dataset`` as a job warm-started from that one (``"warm_start":
 {"job_id": N}``); :func:`warm_start_effect` compares such runs with cold ones.
 
+With an ``objective`` (e.g. MnasNet's ``{"metric": "val_accuracy", "cost": "parameters",
+"target": 500000, "weight": -0.07}``) the jobs search that reward instead. Every run
+records the Pareto front of validation accuracy against its cost metric (``parameters``
+unless the objective names another) over all its completed trials, and its hypervolume
+(:func:`l2l.pareto.hypervolume` with reference point accuracy 0 and the space's largest
+cost; in accuracy-fraction units).
+
 The job's ``dataset`` is a placeholder (``"digits"``): a tabular space's data is the table.
 """
 
@@ -40,17 +47,22 @@ from controller.config import KerasTunerBOConfig
 from l2l.inline_executor import InlineExecutor
 from l2l.jobspec import JobSpec
 from l2l.loop import JobLoop
+from l2l.pareto import hypervolume, pareto_front
 from l2l.service import submit_job
 from l2l.settings import Settings
 from l2l.states import TrialState
 from l2l.store import Store
-from search_spaces.nb201 import TABULAR_DATASETS, arch_str
+from search_spaces.nb201 import EDGE_NAMES, OPS, TABULAR_DATASETS, arch_str
+from search_spaces.nb201_cost import network_cost
 from search_spaces.nb201_table import NB201Table, load_table
 
 #: Strategies the benchmark registers for its own runs: too slow for the strategy contract suite.
 BENCH_ONLY_STRATEGIES: dict[str, tuple[str, type]] = {
     "keras_tuner_bo": ("controller.adapters.keras_tuner_bo:KerasTunerBO", KerasTunerBOConfig),
 }
+
+#: The costliest cell: every edge a 3x3 convolution (the hypervolume's reference cost).
+LARGEST_CELL = {name: OPS[3] for name in EDGE_NAMES}
 
 #: The share of the space (best by validation accuracy) that "queries to the top" counts toward.
 TOP_FRACTION = 0.01
@@ -80,6 +92,10 @@ class RunResult:
     job_id: int = 0
     #: The job on another dataset this search was warm-started from, if any.
     warm_start_job_id: int | None = None
+    #: The non-dominated trials (validation accuracy % vs ``cost_metric``), cheapest first.
+    pareto_front: list[dict[str, Any]] = field(default_factory=list)
+    cost_metric: str = "parameters"
+    hypervolume: float = 0.0
 
 
 @dataclass
@@ -94,6 +110,9 @@ class StrategyResult:
         reached = [run.queries_to_top for run in self.runs if run.queries_to_top is not None]
         wall = sum(run.wall_seconds for run in self.runs)
         return {
+            "pareto_front_size_mean": statistics.fmean(len(run.pareto_front) for run in self.runs),
+            "hypervolume_mean": statistics.fmean(run.hypervolume for run in self.runs),
+            "hypervolume_std": statistics.pstdev(run.hypervolume for run in self.runs),
             "runs": len(self.runs),
             "test_mean": statistics.fmean(tests),
             "test_std": statistics.pstdev(tests),
@@ -119,6 +138,7 @@ def run_strategy(
     store: Store | None = None,
     progress: Callable[[str], None] | None = None,
     warm_start_from: str | None = None,
+    objective: Mapping[str, Any] | None = None,
 ) -> StrategyResult:
     """``runs`` searches of ``budget`` queries each with strategy ``strategy`` on ``dataset``.
 
@@ -143,11 +163,16 @@ def run_strategy(
             started = time.perf_counter()
             source = None
             if warm_start_from is not None:
-                source = _submit(active_store, settings, strategy, warm_start_from, budget, seed, options)
+                source = _submit(
+                    active_store, settings, strategy, warm_start_from, budget, seed, options, None, objective
+                )
                 _drive(active_store, loop, source)
-            job_id = _submit(active_store, settings, strategy, dataset, budget, seed, options, source)
+            job_id = _submit(
+                active_store, settings, strategy, dataset, budget, seed, options, source, objective
+            )
             _drive(active_store, loop, job_id)
             run = _judge(active_store, job_id, table, dataset, threshold, seed)
+            _add_front(run, active_store, job_id, dataset, (objective or {}).get("cost") or "parameters")
             run.warm_start_job_id = source
             run.wall_seconds = time.perf_counter() - started
             result.runs.append(run)
@@ -155,6 +180,20 @@ def run_strategy(
                 mean = statistics.fmean(r.test_accuracy for r in result.runs)
                 progress(f"{strategy} on {dataset}: {len(result.runs)}/{runs} runs, test {mean:.2f}%")
     return result
+
+
+def _add_front(run: RunResult, store: Store, job_id: int, dataset: str, cost: str) -> None:
+    """The run's Pareto front (validation accuracy vs ``cost``) and its hypervolume."""
+    trials, _ = store.list_trials(job_id, states={TrialState.COMPLETED})
+    points = [(float(t.metrics["val_accuracy"]), float(t.metrics[cost])) for t in trials]
+    front = pareto_front(points)
+    run.cost_metric = cost
+    run.pareto_front = [
+        {"arch": arch_str(trials[i].params), "valid_accuracy": 100 * points[i][0], cost: points[i][1]}
+        for i in front
+    ]
+    largest = network_cost(LARGEST_CELL, dataset)[cost]
+    run.hypervolume = hypervolume(points, max_cost=largest)
 
 
 def _drive(store: Store, loop: JobLoop, job_id: int) -> None:
@@ -203,6 +242,7 @@ def run_benchmark(
     table: NB201Table | None = None,
     progress: Callable[[str], None] | None = None,
     warm_start_from: str | None = None,
+    objective: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run every strategy (a name, or ``(name, options)``) and return the results document.
 
@@ -219,13 +259,21 @@ def run_benchmark(
         "runs": runs,
         "protocol": "search on validation accuracy; pick the best reward seen; report its test accuracy",
         "top1pct_valid_threshold": top_threshold(table, dataset),
+        "objective": dict(objective) if objective else None,
         "strategies": {},
     }
     for entry in strategies:
         name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
         label = name if not options else f"{name} {options}"
         result = run_strategy(
-            name, dataset, budget=budget, runs=runs, options=options, table=table, progress=progress
+            name,
+            dataset,
+            budget=budget,
+            runs=runs,
+            options=options,
+            table=table,
+            progress=progress,
+            objective=objective,
         )
         document["strategies"][label] = _entry(name, options, result, budget)
         if warm_start_from is not None:
@@ -238,6 +286,7 @@ def run_benchmark(
                 table=table,
                 progress=progress,
                 warm_start_from=warm_start_from,
+                objective=objective,
             )
             warm_label = f"{label} warm from {warm_start_from}"
             document["strategies"][warm_label] = _entry(name, options, warm, budget)
@@ -287,6 +336,7 @@ def _submit(
     seed: int,
     options: Mapping[str, Any] | None,
     warm_start: int | None = None,
+    objective: Mapping[str, Any] | None = None,
 ) -> int:
     spec = JobSpec.model_validate(
         {
@@ -297,6 +347,7 @@ def _submit(
             "budget": {"trials": budget, "concurrency": 1, "epochs": 1, "resources": {"CPU": 1}},
             "seed": seed,
             "warm_start": {"job_id": warm_start} if warm_start is not None else None,
+            "objective": dict(objective) if objective else None,
         }
     )
     return submit_job(store, spec, settings).id

@@ -48,6 +48,10 @@ from search_spaces import get_space
 log = logging.getLogger(__name__)
 
 
+#: States of trials whose results a strategy will learn (cancelled trials are never told).
+UNTOLD_STATES = {TrialState.QUEUED, TrialState.RUNNING, TrialState.COMPLETED, TrialState.FAILED}
+
+
 class JobCannotRun(Exception):
     """A fatal problem with the job itself; it fails with this message as its reason."""
 
@@ -196,7 +200,10 @@ class JobLoop:
         budget = job.record.budget
         counts = self.store.trial_counts(job.id)
         created = sum(counts.values())
-        in_flight = counts[TrialState.QUEUED] + counts[TrialState.RUNNING]
+        # A trial is in flight until the strategy has learned its result: one that finished
+        # since the results were told above still holds its place, so no proposal is made
+        # on results the strategy has not seen (and a run of failures stops the job on time).
+        _, in_flight = self.store.list_trials(job.id, states=UNTOLD_STATES, told=False, limit=0)
         while not job.exhausted and created < budget["trials"] and in_flight < budget["concurrency"]:
             asked = job.strategy.ask()
             if asked is WAIT:

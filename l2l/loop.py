@@ -218,10 +218,6 @@ class JobLoop:
             in_flight += 1
             busy = True
         if in_flight == 0 and (created >= budget["trials"] or job.exhausted):
-            # A trial may have finished since the results were told above: tell it first.
-            self._tell_results(job)
-            if job.id not in self._jobs:
-                return True
             final = self._final_model(job)
             if final is not None and not final.state.is_finished():
                 return busy  # the job ends when its final model does

@@ -265,29 +265,13 @@ def run_benchmark(
     for entry in strategies:
         name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
         label = name if not options else f"{name} {options}"
-        result = run_strategy(
-            name,
-            dataset,
-            budget=budget,
-            runs=runs,
-            options=options,
-            table=table,
-            progress=progress,
-            objective=objective,
+        common = dict(
+            budget=budget, runs=runs, options=options, table=table, progress=progress, objective=objective
         )
+        result = run_strategy(name, dataset, **common)  # type: ignore[arg-type]
         document["strategies"][label] = _entry(name, options, result, budget)
         if warm_start_from is not None:
-            warm = run_strategy(
-                name,
-                dataset,
-                budget=budget,
-                runs=runs,
-                options=options,
-                table=table,
-                progress=progress,
-                warm_start_from=warm_start_from,
-                objective=objective,
-            )
+            warm = run_strategy(name, dataset, warm_start_from=warm_start_from, **common)  # type: ignore[arg-type]
             warm_label = f"{label} warm from {warm_start_from}"
             document["strategies"][warm_label] = _entry(name, options, warm, budget)
             document.setdefault("warm_start", {})[label] = {

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import web
-from api.routes import charts, datasets, jobs, models, predictions, trials
+from api.routes import charts, datasets, graphs, jobs, models, placements, predictions, trials
 from l2l import __version__
 from l2l.settings import Settings, get_settings
 from l2l.store import StorageError, Store
@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.store = store
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(graphs.router)
+    app.include_router(placements.router)
     app.include_router(models.router)
     app.include_router(predictions.router)
     app.include_router(trials.router)

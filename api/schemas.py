@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from l2l.jobspec import JobSpec
-from l2l.records import DatasetRecord, FinalModelRecord, JobRecord, TrialRecord
+from l2l.records import DatasetRecord, FinalModelRecord, GraphRecord, JobRecord, TrialRecord
 from l2l.states import JobState, TrialState
 
 JobCreate = JobSpec
@@ -97,6 +97,9 @@ class FinalModelPublic(BaseModel):
 class JobPublic(BaseModel):
     id: int
     name: str
+    kind: str = Field(
+        default="search", description="search, or placement (its result: GET /jobs/{id}/placement)."
+    )
     state: JobState
     spec: dict[str, Any] = Field(description="The job as submitted, normalised.")
     space: dict[str, Any] | None = Field(description="The resolved search space, once the job started.")
@@ -119,6 +122,7 @@ class JobPublic(BaseModel):
         return cls(
             id=job.id,
             name=job.name,
+            kind=job.spec.get("kind", "search"),
             state=job.state,
             spec=job.spec,
             space=job.space,
@@ -191,3 +195,25 @@ class DatasetPublic(BaseModel):
 
 class DatasetsPublic(BaseModel):
     items: list[DatasetPublic]
+
+
+class GraphPublic(BaseModel):
+    """An op graph the team uploaded; place it with a job's ``placement.graph: {"graph_id": id}``."""
+
+    id: int
+    name: str
+    summary: dict[str, Any] = Field(description="ops, layers, flops, param_bytes, output_bytes.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, graph: GraphRecord) -> GraphPublic:
+        return cls(id=graph.id, name=graph.name, summary=graph.summary, created_at=graph.created_at)
+
+
+class GraphsPublic(BaseModel):
+    items: list[GraphPublic]
+
+
+class PlacementAccepted(BaseModel):
+    job_id: int
+    changed: bool = Field(description="False when the trial had already finished: nothing changed.")

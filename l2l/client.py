@@ -63,6 +63,14 @@ class Client:
     def trials(self, job_id: int, **query: Any) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}/trials", params=query)
 
+    def upload_graph(self, graph: Mapping[str, Any]) -> dict[str, Any]:
+        """Upload an op graph to place (``{name, ops: [...]}``); its id goes in a placement job."""
+        return self._call("POST", "/graphs", json=dict(graph))
+
+    def placement(self, job_id: int) -> dict[str, Any]:
+        """A finished placement job's result document (see GET /jobs/{id}/placement)."""
+        return self._call("GET", f"/jobs/{job_id}/placement")
+
     def download_model(self, job_id: int, format: str = "keras") -> tuple[bytes, str]:
         """The final model's bytes and the file name the service suggests."""
         response = self._http.get(f"/jobs/{job_id}/model", params={"format": format})

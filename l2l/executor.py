@@ -21,7 +21,12 @@ class ResourceUnavailable(Exception):
 
 @dataclass(frozen=True)
 class TrialTask:
-    """Everything a worker needs to train one trial and report on it."""
+    """Everything a worker needs to run one trial and report on it.
+
+    ``kind`` says what the trial is: ``"search"`` trains ``params`` of ``space`` on
+    ``dataset``; ``"placement"`` (a placement job's one trial) searches device placements
+    as ``placement`` says, and ``dataset``, ``space`` and ``params`` are empty.
+    """
 
     trial_id: int
     job_id: int
@@ -38,6 +43,14 @@ class TrialTask:
     #: The job's final model: train on training + validation data, score once on the test
     #: part, upload the model files; ``trial_id`` is then the best trial's.
     final: bool = False
+    kind: str = "search"
+    #: A placement trial's work: ``graph`` (where its graph comes from, resolved by the job
+    #: loop: benchmark, uploaded file or an earlier job's model), ``cluster``, ``strategy``,
+    #: ``max_seconds``, ``batch_size`` and ``progress_seconds``.
+    placement: dict[str, Any] | None = None
+    #: Hardware-aware search: ``{"cluster", "placer"}``; the trained model's simulated step
+    #: time on that cluster is reported as the metric ``step_time``.
+    hardware: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +68,8 @@ class Outcome:
     attempt: int | None = None
     #: It was a job's final model, not a trial.
     final: bool = False
+    #: The task's kind (:attr:`TrialTask.kind`).
+    kind: str = "search"
 
 
 class Executor(Protocol):

@@ -57,11 +57,13 @@ class InlineExecutor:
         try:
             run_trial(task.to_dict(), reporter=reporter, table=self.table)
         except TrialBuildError as error:
-            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", False, task.attempt)
+            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", False, task.attempt, kind=task.kind)
         except Exception as error:  # the job loop's error policy decides about retries
-            outcome = Outcome(task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt)
+            outcome = Outcome(
+                task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt, kind=task.kind
+            )
         else:
-            outcome = Outcome(task.trial_id, attempt=task.attempt)
+            outcome = Outcome(task.trial_id, attempt=task.attempt, kind=task.kind)
         self._ended.append(outcome)
 
     def poll(self) -> list[Outcome]:

@@ -1,30 +1,52 @@
-"""What a user submits to start a search, and the checks it must pass before it is stored.
+"""What a user submits to start a job, and the checks it must pass before it is stored.
 
-The request shape is a pydantic model (used by the API and the command line); the
-checks that need our own registries live in :func:`validate_job` so that bad input
-is refused with a message that says what to fix, and nothing is stored.
+Two kinds of job: an architecture search (``kind: "search"``, the default) and a device
+placement (``kind: "placement"``: find the devices that run one model's training step
+fastest on a cluster, see :class:`Placement`). The request shape is a pydantic model
+(used by the API and the command line); the checks that need our own registries live
+in :func:`validate_job` so that bad input is refused with a message that says what to
+fix, and nothing is stored. Checks that need the database (an uploaded dataset or graph,
+an earlier job) are the service layer's.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import controller
 import search_spaces
+from controller.placement import check_placement_options
 from l2l import datasets
-from l2l.rewards import DEFAULT_OBJECTIVES
+from l2l.placement.benchmarks import BENCHMARK_GRAPHS
+from l2l.placement.cluster import PRESETS, ClusterError, get_cluster
+from l2l.rewards import DEFAULT_OBJECTIVES, PLACEMENT_OBJECTIVE
 from l2l.settings import Settings
 from search_spaces.spec import SpaceError
 
 #: Ray resource names a trial may ask for; anything else must be a custom resource of the cluster.
 KNOWN_RESOURCES = ("CPU", "GPU", "TPU", "memory")
 
+#: How a hardware-aware search places each trained model: a baseline of
+#: :mod:`l2l.placement.baselines` (named here: that module imports the simulator, which the
+#: API process does not load), or ``best_baseline``, the fastest of them.
+Placer = Literal["best_baseline", "expert", "metis", "single_device", "round_robin"]
+PLACERS: tuple[str, ...] = get_args(Placer)
+
 
 class InvalidJob(ValueError):
     """The job cannot run as submitted; the message says what to change."""
+
+
+def _positive_resources(resources: dict[str, float]) -> dict[str, float]:
+    for name, amount in resources.items():
+        if not math.isfinite(amount) or amount <= 0:
+            raise ValueError(f"resource {name!r} must be a positive number, got {amount}")
+    return resources
 
 
 class Budget(BaseModel):
@@ -41,10 +63,7 @@ class Budget(BaseModel):
     @field_validator("resources")
     @classmethod
     def _positive(cls, resources: dict[str, float]) -> dict[str, float]:
-        for name, amount in resources.items():
-            if not math.isfinite(amount) or amount <= 0:
-                raise ValueError(f"resource {name!r} must be a positive number, got {amount}")
-        return resources
+        return _positive_resources(resources)
 
 
 class StrategyChoice(BaseModel):
@@ -88,21 +107,119 @@ class WarmStart(BaseModel):
     )
 
 
-class JobSpec(BaseModel):
-    """A search job as submitted."""
+class Hardware(BaseModel):
+    """Hardware-aware search: each trained trial's model is placed on a cluster and one
+    training step simulated; the worker reports its seconds as the metric ``step_time``,
+    which an objective with ``cost: "step_time"`` trades against accuracy (MnasNet)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=200)
-    dataset: str | dict[str, Any] = Field(
-        description='"digits", "breast_cancer", "wine", or {"name": "csv", "path": ..., "target": ...}.'
+    cluster: str | dict[str, Any] = Field(
+        description='A ready-made cluster ("4gpu-pcie", ...) or one described as '
+        "{name, devices: [{name, kind, flops, memory_bytes, op_overhead}], bandwidth, latency}."
     )
-    space: str | dict[str, Any] = Field(
-        description='"mlp", "nb201_cell", {"name": "nb201_cell", "settings": {...}}, a custom '
-        'description with "template" and "decisions", or {"keras_tuner": "module:build"}.'
+    placer: Placer = Field(
+        default="best_baseline",
+        description="How each model is placed; best_baseline is the fastest of the others.",
+    )
+
+
+class GraphSource(BaseModel):
+    """What a placement job places: exactly one of a benchmark model, the model of an earlier
+    search job of the same team, or an op graph the team uploaded (``POST /graphs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    benchmark: str | None = Field(default=None, description=f"One of {', '.join(BENCHMARK_GRAPHS)}.")
+    options: dict[str, Any] | None = Field(
+        default=None, description="Overrides of the benchmark's settings (sequence length, layers...)."
+    )
+    job_id: int | None = Field(
+        default=None,
+        description="An earlier search job of this team: its final model, or else its best trial's "
+        "architecture rebuilt.",
+    )
+    graph_id: int | None = Field(default=None, description="An op graph uploaded with POST /graphs.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GraphSource:
+        given = [name for name in ("benchmark", "job_id", "graph_id") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                'name exactly one thing to place: {"benchmark": "nmt"}, {"job_id": N} or {"graph_id": N}'
+                + (f"; got {' and '.join(given)}" if given else "")
+            )
+        if self.options is not None and self.benchmark is None:
+            raise ValueError('"options" are a benchmark\'s overrides; remove them or name a benchmark')
+        return self
+
+
+class PlacementStrategyChoice(StrategyChoice):
+    name: str = Field(default="hierarchical", description="hierarchical or random.")
+
+
+class Placement(BaseModel):
+    """A placement job: which device runs each op of one model's training step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: GraphSource
+    cluster: str | dict[str, Any] = Field(
+        default="4gpu-pcie",
+        description='A ready-made cluster ("4gpu-pcie", "4gpu-nvlink", "8gpu-nvlink", "tpu-v3-8", ...) '
+        "or a described one, as in hardware.cluster.",
+    )
+    strategy: str | PlacementStrategyChoice = Field(
+        default="hierarchical", description='The placer: "hierarchical" (learned) or "random".'
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0, description="How long the placer searches; default 120 s (a setting)."
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="The batch of the step placed: for a model from a job (default: the trial's own "
+        "batch size) or a benchmark (as its options' batch_size); an uploaded graph has its own.",
+    )
+    resources: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 1.0}, description="Ray resources of the placement worker."
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _positive(cls, resources: dict[str, float]) -> dict[str, float]:
+        return _positive_resources(resources)
+
+
+class JobSpec(BaseModel):
+    """A job as submitted: a search (the default) or, with ``kind: "placement"``, a placement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["search", "placement"] = Field(
+        default="search", description="search: find an architecture; placement: place a model on devices."
+    )
+    name: str | None = Field(default=None, max_length=200)
+    dataset: str | dict[str, Any] | None = Field(
+        default=None,
+        description='A search\'s data: "digits", "breast_cancer", "wine", {"id": N} (an upload), or '
+        '{"name": "csv", "path": ..., "target": ...}.',
+    )
+    space: str | dict[str, Any] | None = Field(
+        default=None,
+        description='A search\'s space: "mlp", "nb201_cell", {"name": "nb201_cell", "settings": {...}}, '
+        'a custom description with "template" and "decisions", or {"keras_tuner": "module:build"}.',
     )
     strategy: str | StrategyChoice = Field(default="reinforce")
-    budget: Budget
+    budget: Budget | None = Field(default=None, description="A search's budget (required for a search).")
+    placement: Placement | None = Field(
+        default=None, description="What a placement job places, where and how; see Placement."
+    )
+    hardware: Hardware | None = Field(
+        default=None,
+        description="Hardware-aware search: place each trained model on this cluster and report its "
+        'simulated step time as the metric "step_time" (use it as the objective\'s cost).',
+    )
     seed: int | None = Field(default=None, description="Makes proposals and data splits repeatable.")
     objective: Objective | None = Field(default=None, description="Defaults to val_accuracy (max).")
     warm_start: WarmStart | None = Field(
@@ -114,9 +231,60 @@ class JobSpec(BaseModel):
         "data, score it once on the held-out test part and keep it for download.",
     )
 
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> JobSpec:
+        if self.kind == "search":
+            missing = [name for name in ("dataset", "space", "budget") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"a search job needs {', '.join(missing)}")
+            if self.placement is not None:
+                raise ValueError('"placement" describes a placement job: add kind: "placement" or remove it')
+            return self
+        if self.placement is None:
+            raise ValueError(
+                'a placement job needs a "placement" section, e.g. '
+                '{"graph": {"benchmark": "nmt"}, "cluster": "4gpu-pcie"}'
+            )
+        search_only = [
+            name
+            for name in ("dataset", "space", "budget", "objective", "warm_start", "hardware")
+            if getattr(self, name) is not None
+        ]
+        if "strategy" in self.model_fields_set:
+            search_only.append("strategy")
+        if search_only:
+            raise ValueError(
+                f"a placement job has no {', '.join(search_only)}: its strategy, time limit and "
+                'resources go in the "placement" section'
+            )
+        return self
+
+
+def check_cluster(given: str | Mapping[str, Any], where: str) -> str | dict[str, Any]:
+    """A cluster as a job stores it: a preset's name, or a described cluster normalised."""
+    try:
+        cluster = get_cluster(given)
+    except ClusterError as error:
+        if isinstance(given, str):
+            raise InvalidJob(f"{where}: {error}") from None
+        raise InvalidJob(
+            f"{where}: {error}; or name a ready-made one: {', '.join(sorted(PRESETS))}"
+        ) from None
+    if isinstance(given, str):
+        return given
+    described = cluster.to_dict()
+    try:
+        json.dumps(described, allow_nan=False)  # stored as JSON, which has no infinity
+    except ValueError:
+        raise InvalidJob(f"{where}: every bandwidth, latency and size must be a finite number") from None
+    return described
+
 
 def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     """Check a submitted job against our registries and limits; return its normalised form."""
+    if spec.kind == "placement":
+        return _validate_placement(spec, settings)
+    assert spec.dataset is not None and spec.space is not None and spec.budget is not None
     limits = settings.api
     budget = spec.budget
     if budget.trials > limits.max_trials_per_job:
@@ -154,6 +322,7 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         objective = spec.objective.model_dump(include={"metric", "mode"})
     else:
         objective = spec.objective.model_dump()
+    hardware = _validate_hardware(spec, space, objective)
     return {
         "dataset": dataset,
         "space": space,
@@ -163,4 +332,78 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "objective": objective,
         "final_model": spec.final_model,
         **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
+        **({"hardware": hardware} if hardware else {}),
+    }
+
+
+def _validate_hardware(
+    spec: JobSpec, space: Mapping[str, Any], objective: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    uses_step_time = "step_time" in (objective.get("cost"), objective.get("metric"))
+    if spec.hardware is None:
+        if uses_step_time:
+            raise InvalidJob(
+                'objective: "step_time" is measured only in a hardware-aware search; add '
+                '"hardware": {"cluster": "4gpu-pcie", "placer": "best_baseline"}'
+            )
+        return None
+    if (space.get("settings") or {}).get("tabular"):
+        raise InvalidJob(
+            "hardware: a tabular NAS-Bench-201 space looks accuracies up and builds no model to "
+            "place; remove hardware or use a space that trains"
+        )
+    return {
+        "cluster": check_cluster(spec.hardware.cluster, "hardware.cluster"),
+        "placer": spec.hardware.placer,
+    }
+
+
+def _validate_placement(spec: JobSpec, settings: Settings) -> dict[str, Any]:
+    """The normalised placement job: one task, scored -sqrt(step time) (see PLACEMENT_OBJECTIVE)."""
+    placement = spec.placement
+    assert placement is not None
+    source = placement.graph
+    if source.benchmark is not None and source.benchmark not in BENCHMARK_GRAPHS:
+        raise InvalidJob(
+            f"placement.graph: unknown benchmark {source.benchmark!r}; "
+            f"choose one of {', '.join(BENCHMARK_GRAPHS)}"
+        )
+    graph = source.model_dump(exclude_none=True)
+    batch_size = placement.batch_size
+    if source.benchmark is not None:
+        graph["options"] = dict(source.options or {})
+        if batch_size is not None:  # a benchmark's batch is one of its sizes
+            if graph["options"].setdefault("batch_size", batch_size) != batch_size:
+                raise InvalidJob("placement: batch_size and graph.options.batch_size differ; give one")
+            batch_size = None
+    elif source.graph_id is not None and batch_size is not None:
+        raise InvalidJob("placement.batch_size: an uploaded graph's batch is built into its sizes; remove it")
+    cluster = check_cluster(placement.cluster, "placement.cluster")
+    choice = (
+        placement.strategy
+        if isinstance(placement.strategy, PlacementStrategyChoice)
+        else PlacementStrategyChoice(name=placement.strategy)
+    )
+    try:
+        options = check_placement_options(choice.name, choice.options)
+    except ValueError as error:
+        raise InvalidJob(f"placement.strategy: {error}") from error
+    limits = settings.placement
+    max_seconds = placement.max_seconds or limits.default_seconds
+    if max_seconds > limits.max_seconds:
+        raise InvalidJob(f"placement.max_seconds is {max_seconds:g}; at most {limits.max_seconds:g}")
+    return {
+        "kind": "placement",
+        "placement": {
+            "graph": graph,
+            "cluster": cluster,
+            "strategy": {"name": choice.name, "options": options},
+            "max_seconds": max_seconds,
+            "batch_size": batch_size,
+        },
+        # One task: the budget the job loop and the pages read, with the worker's resources.
+        "budget": {"trials": 1, "concurrency": 1, "epochs": 1, "resources": dict(placement.resources)},
+        "seed": spec.seed,
+        "objective": dict(PLACEMENT_OBJECTIVE),
+        "final_model": False,
     }

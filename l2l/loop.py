@@ -15,6 +15,11 @@ Error policy (all of it lives here):
 * any other worker error is retried up to ``max_retries`` times, the traceback kept on
   the trial; after that the trial fails;
 * ``max_consecutive_failures`` failed trials in a row stop the job with a clear reason.
+
+A placement job (``kind: "placement"``) is one trial: the job runs a strategy that
+proposes one empty task (:class:`OneTask`), so the trial goes through the same store
+states, executor, tokens, retries and restarts as a search's; its worker runs the whole
+placement search. The job completes with that trial, or fails with its error.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller import create_strategy
-from controller.base import FINISHED, WAIT, Proposal, Result, Strategy
+from controller.base import FINISHED, WAIT, Ask, Proposal, Result, Strategy
 from l2l.executor import Executor, Outcome, ResourceUnavailable, TrialTask
+from l2l.jobspec import InvalidJob
+from l2l.placements import resolve_graph_source
 from l2l.records import FinalModelRecord, JobRecord, TrialRecord
-from l2l.service import new_report_token
+from l2l.service import job_kind, new_report_token
 from l2l.settings import Settings
 from l2l.states import JobState, TrialState
 from l2l.store import (
@@ -56,11 +64,33 @@ class JobCannotRun(Exception):
     """A fatal problem with the job itself; it fails with this message as its reason."""
 
 
+class OneTask(Strategy):
+    """The strategy of a job that is one task (a placement): one empty proposal, then FINISHED."""
+
+    name = "one_task"
+
+    def __init__(self) -> None:
+        super().__init__(space=None)  # type: ignore[arg-type]  # nothing to validate
+
+    def ask(self) -> Ask:
+        if self.next_id:
+            return FINISHED
+        proposal = Proposal(self.next_id, {})
+        self.pending[proposal.id] = {}
+        self.next_id += 1
+        return proposal
+
+    def tell(self, proposal_id: int, result: Result) -> None:
+        self._settle(proposal_id)
+
+
 @dataclass
 class _ActiveJob:
     record: JobRecord
     strategy: Strategy
     space: dict
+    #: What a placement job's task does (TrialTask.placement), resolved when the job starts.
+    placement: dict[str, Any] | None = None
     #: The strategy said FINISHED: no more proposals, however much budget is left.
     exhausted: bool = False
     consecutive_failures: int = 0
@@ -139,6 +169,8 @@ class JobLoop:
 
     def _start(self, record: JobRecord) -> _ActiveJob:
         spec = record.spec
+        if job_kind(record) == "placement":
+            return self._start_placement(record)
         try:
             space = get_space(record.space or spec["space"])
         except Exception as error:
@@ -165,6 +197,27 @@ class JobLoop:
             raise JobCannotRun(f"the strategy cannot start: {error}") from error
         log.info("job %s: %s", record.id, "resumed" if record.strategy_state else "started")
         return _ActiveJob(record, strategy, space.to_dict())
+
+    def _start_placement(self, record: JobRecord) -> _ActiveJob:
+        spec = record.spec
+        try:
+            self.executor.check_resources(spec["budget"]["resources"])
+        except ResourceUnavailable as error:
+            raise JobCannotRun(str(error)) from error
+        try:
+            source = resolve_graph_source(self.store, record)
+        except (NotFound, InvalidJob) as error:  # what to place went away after submission
+            raise JobCannotRun(f"what to place cannot be found: {error}") from error
+        strategy = OneTask()
+        if record.strategy_state is not None:
+            strategy.set_state(record.strategy_state)
+        placement = {
+            **spec["placement"],
+            "graph": source,
+            "progress_seconds": self.settings.placement.progress_seconds,
+        }
+        log.info("job %s: placement %s", record.id, "resumed" if record.strategy_state else "started")
+        return _ActiveJob(record, strategy, {}, placement=placement)
 
     def _warm_start_state(self, job_id: int) -> dict:
         try:
@@ -221,6 +274,11 @@ class JobLoop:
             final = self._final_model(job)
             if final is not None and not final.state.is_finished():
                 return busy  # the job ends when its final model does
+            if job.placement is not None and counts[TrialState.COMPLETED] == 0:
+                failed, _ = self.store.list_trials(job.id, states={TrialState.FAILED}, limit=1)
+                error = failed[0].error if failed else job.last_error
+                self._finish(job, JobState.FAILED, f"the placement failed: {_last_line(error)}")
+                return True
             reasons = [] if created >= budget["trials"] else ["the strategy had nothing more to propose"]
             if final is not None and final.state is TrialState.FAILED:
                 reasons.append(f"the final model failed: {_last_line(final.error)}")
@@ -291,12 +349,15 @@ class JobLoop:
             attempt=attempt,
             token=token,
             report_url=self.settings.report_url,
-            dataset=spec["dataset"],
+            dataset=spec.get("dataset", {}),
             space=job.space,
             params=params,
             epochs=spec["budget"]["epochs"],
             seed=spec.get("seed") or 0,
             final=final,
+            kind=job_kind(job.record),
+            placement=job.placement,
+            hardware=spec.get("hardware"),
         )
         self._trial_jobs[trial_id] = job.id
         self.executor.submit(task, spec["budget"]["resources"])
@@ -316,7 +377,9 @@ class JobLoop:
             return  # an earlier attempt's worker; the current attempt decides
         error = outcome.error or "the worker ended without a final report"
         if outcome.retryable and trial.attempts <= self.settings.controller.max_retries:
-            log.warning("trial %s attempt %s failed, retrying: %s", trial.id, trial.attempts, error)
+            log.warning(
+                "%s trial %s attempt %s failed, retrying: %s", outcome.kind, trial.id, trial.attempts, error
+            )
             self.store.note_trial_error(trial.id, error)
             self._launch(job, trial)
             return

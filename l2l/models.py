@@ -133,3 +133,31 @@ class FinalModelRow(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class GraphRow(Base):
+    """An op graph a team uploaded to place (``POST /graphs``); the JSON lives in a file."""
+
+    __tablename__ = "op_graphs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: The validated graph, written once as OpGraph.to_json().
+    path: Mapped[str] = mapped_column(Text)
+    #: What the upload check found: ops, layers, FLOPs, bytes.
+    summary: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArtifactRow(Base):
+    """A file a job's worker produced besides its metrics, e.g. a placement job's result."""
+
+    __tablename__ = "job_artifacts"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    #: The trial whose worker sent it.
+    trial_id: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -68,7 +68,7 @@ class RayExecutor:
 
     @staticmethod
     def _outcome(ref: ray.ObjectRef, task: TrialTask) -> Outcome:
-        ended = {"attempt": task.attempt, "final": task.final}
+        ended = {"attempt": task.attempt, "final": task.final, "kind": task.kind}
         try:
             ray.get(ref)
         except RayTaskError as error:

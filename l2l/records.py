@@ -95,3 +95,23 @@ class FinalModelRecord:
     attempts: int
     created_at: datetime
     finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GraphRecord:
+    id: int
+    team_id: int
+    name: str
+    #: The validated graph's JSON file.
+    path: str
+    summary: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    job_id: int
+    name: str
+    trial_id: int
+    path: str
+    created_at: datetime

@@ -41,6 +41,11 @@ class Reporter:
 
         return self._retry(send)
 
+    def placement(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Upload a placement trial's result document (before its final report)."""
+        url = self.url.removesuffix("/report") + "/placement"
+        return self._retry(lambda: httpx.post(url, json=document, headers=self.headers, timeout=120))
+
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._retry(lambda: httpx.post(self.url, json=body, headers=self.headers, timeout=30))
 

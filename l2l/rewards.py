@@ -12,6 +12,11 @@ metric such as ``parameters`` or ``flops``::
 "soft" constraint: a smaller model is always a little better) and 0 makes the target a
 "hard" one below which cost no longer matters. The cost must be a finite positive number,
 or the trial failed, as with a missing metric. A cost objective needs ``mode`` max.
+
+An objective with a ``power`` scores ``value ** power`` (signed by ``mode``) and needs a
+value >= 0: a placement job's objective, :data:`PLACEMENT_OBJECTIVE`, gives
+``-sqrt(step time)`` as in Mirhoseini et al. 2017, so a placement's reward grows smoothly
+as its step shrinks.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ DEFAULT_OBJECTIVES = {
     "regression": {"metric": "val_loss", "mode": "min"},
 }
 
+#: What a placement job optimises: -sqrt(seconds of one simulated training step).
+PLACEMENT_OBJECTIVE = {"metric": "step_time", "mode": "min", "power": 0.5}
+
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -39,6 +47,10 @@ def reward_from_metrics(metrics: Mapping[str, Any], objective: Mapping[str, Any]
     if value is None:
         return None
     if objective.get("cost") is None:
+        if objective.get("power") is not None:
+            if value < 0:
+                return None
+            value = value ** float(objective["power"])
         return value if objective.get("mode", "max") == "max" else -value
     cost = _number(metrics.get(objective["cost"]))
     if cost is None or cost <= 0:
@@ -59,4 +71,6 @@ def why_no_reward(metrics: Mapping[str, Any], objective: Mapping[str, Any]) -> s
             return f"the final report has no {name!r} metric (it has {sorted(metrics)})"
         if _number(metrics[name]) is None:
             return f"the final report's {name!r} is {metrics[name]!r}, not a finite number"
+    if objective.get("cost") is None:
+        return f"the final report's {objective['metric']!r} is {metrics[objective['metric']]!r}, below 0"
     return f"the final report's {objective['cost']!r} is {metrics[objective['cost']]!r}, not positive"

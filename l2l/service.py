@@ -101,9 +101,72 @@ def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord
         _check_team_limits(store, team, normalised, settings)
     if "warm_start" in normalised:
         _check_warm_start(store, normalised, team)
-    space_name = normalised["space"].get("name") or "keras_tuner"
-    name = spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
+    if normalised.get("kind") == "placement":
+        check_placement_job(store, normalised, team)
+        name = spec.name or _placement_job_name(normalised["placement"])
+    else:
+        space_name = normalised["space"].get("name") or "keras_tuner"
+        name = (
+            spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
+        )
     return store.create_job(name, normalised, team_id=team.id if team else None)
+
+
+def _placement_job_name(placement: Mapping[str, Any]) -> str:
+    source = placement["graph"]
+    what = source.get("benchmark") or (
+        f"graph {source['graph_id']}" if "graph_id" in source else f"the model of job {source.get('job_id')}"
+    )
+    cluster = placement["cluster"]
+    where = cluster if isinstance(cluster, str) else cluster.get("name", "a custom cluster")
+    return f"place {what} on {where} ({placement['strategy']['name']})"
+
+
+def job_kind(job: JobRecord) -> str:
+    """``search`` or ``placement``; jobs stored before placement existed are searches."""
+    kind: str = job.spec.get("kind", "search")
+    return kind
+
+
+def check_placement_job(store: Store, job: Mapping[str, Any], team: TeamRecord | None) -> None:
+    """Refuse a placement job whose graph or earlier job this team cannot use (InvalidJob)."""
+    source = job["placement"]["graph"]
+    team_id = team.id if team else None
+    if "graph_id" in source:
+        try:
+            store.get_graph(source["graph_id"], team_id)
+        except NotFound:
+            raise InvalidJob(
+                f"placement.graph: no uploaded graph {source['graph_id']} of this team; see GET /graphs"
+            ) from None
+    elif "job_id" in source:
+        placeable_job(store, source["job_id"], team_id)
+
+
+def placeable_job(store: Store, job_id: int, team_id: int | None) -> JobRecord:
+    try:
+        earlier = store.get_job(job_id, team_id)
+    except NotFound:
+        raise InvalidJob(f"placement.graph: no job {job_id} of this team; see GET /jobs") from None
+    if job_kind(earlier) != "search":
+        raise InvalidJob(f"placement.graph: job {job_id} is a placement job; name a search job's model")
+    if not earlier.state.is_finished():
+        raise InvalidJob(
+            f"placement.graph: job {job_id} is {earlier.state.value}; place its model once it has finished"
+        )
+    if best_trial(store, earlier) is None:
+        raise InvalidJob(f"placement.graph: job {job_id} has no completed trial whose model could be placed")
+    return earlier
+
+
+def best_trial(store: Store, job: JobRecord) -> TrialRecord | None:
+    """The job's best trial: the one marked when it ended, else its highest reward so far."""
+    if job.best_trial_id is not None:
+        return store.get_trial(job.best_trial_id)
+    completed, _ = store.list_trials(
+        job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
+    )
+    return completed[0] if completed else None
 
 
 def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord | None) -> dict[str, Any]:
@@ -129,6 +192,8 @@ def _check_warm_start(store: Store, job: Mapping[str, Any], team: TeamRecord | N
         earlier = store.get_job(job_id, team.id if team else None)
     except NotFound:
         raise InvalidJob(f"warm_start: no job {job_id} of this team; see GET /jobs") from None
+    if job_kind(earlier) != "search":
+        raise InvalidJob(f"warm_start: job {job_id} is a placement job; start from a search job")
     if earlier.strategy_state is None or earlier.space is None:
         raise InvalidJob(
             f"warm_start: job {job_id} is {earlier.state.value} and has not learned anything yet; "

@@ -67,6 +67,20 @@ class ServeSettings(BaseModel):
         return f"http://{self.host}:{self.port}/predict"
 
 
+class PlacementSettings(BaseModel):
+    """Device-placement jobs and the op graphs teams upload for them."""
+
+    #: Search seconds of a placement job that names none.
+    default_seconds: float = 120.0
+    #: The most search seconds a placement job may ask for; more is refused with a 422.
+    max_seconds: float = 3600.0
+    #: How often a placement worker reports its best step time so far.
+    progress_seconds: float = 5.0
+    #: Largest op-graph upload, in megabytes, and most ops a graph may have.
+    max_graph_mb: float = 20.0
+    max_graph_ops: int = 50_000
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="L2L_", env_nested_delimiter="__", extra="ignore")
 
@@ -78,6 +92,7 @@ class Settings(BaseSettings):
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    placement: PlacementSettings = Field(default_factory=PlacementSettings)
 
     @property
     def resolved_database_url(self) -> str:

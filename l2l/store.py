@@ -24,10 +24,23 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from l2l.models import ApiKeyRow, DatasetRow, FinalModelRow, JobRow, MetricRow, TeamRow, TrialRow, utcnow
+from l2l.models import (
+    ApiKeyRow,
+    ArtifactRow,
+    DatasetRow,
+    FinalModelRow,
+    GraphRow,
+    JobRow,
+    MetricRow,
+    TeamRow,
+    TrialRow,
+    utcnow,
+)
 from l2l.records import (
+    ArtifactRecord,
     DatasetRecord,
     FinalModelRecord,
+    GraphRecord,
     JobRecord,
     MetricPoint,
     TeamRecord,
@@ -182,6 +195,57 @@ class Store:
                 select(DatasetRow).where(DatasetRow.team_id == team_id).order_by(DatasetRow.id.desc())
             )
             return [_dataset_record(row) for row in rows]
+
+    # ------------------------------------------------------------ op graphs
+
+    def create_graph(self, team_id: int, name: str, path: str, summary: Mapping[str, Any]) -> GraphRecord:
+        with self._session() as session:
+            row = GraphRow(team_id=team_id, name=name, path=path, summary=dict(summary))
+            session.add(row)
+            session.flush()
+            return _graph_record(row)
+
+    def get_graph(self, graph_id: int, team_id: int | None = None) -> GraphRecord:
+        """An uploaded graph; with ``team_id``, only that team's (another team's is NotFound)."""
+        with self._session(write=False) as session:
+            row = session.get(GraphRow, graph_id)
+            if row is None or (team_id is not None and row.team_id != team_id):
+                raise NotFound(f"graph {graph_id} not found")
+            return _graph_record(row)
+
+    def list_graphs(self, team_id: int) -> list[GraphRecord]:
+        with self._session(write=False) as session:
+            rows = session.scalars(
+                select(GraphRow).where(GraphRow.team_id == team_id).order_by(GraphRow.id.desc())
+            )
+            return [_graph_record(row) for row in rows]
+
+    # ------------------------------------------------------------ artifacts
+
+    def save_artifact(self, trial_id: int, name: str, path: str) -> ArtifactRecord:
+        """Record a file that trial ``trial_id``'s worker sent, as its job's ``name`` artifact.
+
+        Only while the trial runs (a retried attempt replaces an earlier attempt's file):
+        raises :class:`TrialFinished` once it finished, so a late worker changes nothing.
+        """
+        with self._session() as session:
+            trial = _get(session, TrialRow, trial_id, lock=True)
+            if TrialState(trial.state).is_finished():
+                raise TrialFinished(_trial_record(trial, _best_trial_id(session, trial.job_id)))
+            row = session.get(ArtifactRow, (trial.job_id, name), with_for_update=True)
+            if row is None:
+                row = ArtifactRow(job_id=trial.job_id, name=name)
+                session.add(row)
+            row.trial_id = trial_id
+            row.path = path
+            row.created_at = utcnow()
+            session.flush()
+            return _artifact_record(row)
+
+    def get_artifact(self, job_id: int, name: str) -> ArtifactRecord | None:
+        with self._session(write=False) as session:
+            row = session.get(ArtifactRow, (job_id, name))
+            return _artifact_record(row) if row is not None else None
 
     # --------------------------------------------------------- final models
 
@@ -622,6 +686,27 @@ def _dataset_record(row: DatasetRow) -> DatasetRecord:
         name=row.name,
         spec=dict(row.spec),
         summary=dict(row.summary),
+        created_at=_aware(row.created_at) or utcnow(),
+    )
+
+
+def _graph_record(row: GraphRow) -> GraphRecord:
+    return GraphRecord(
+        id=row.id,
+        team_id=row.team_id,
+        name=row.name,
+        path=row.path,
+        summary=dict(row.summary),
+        created_at=_aware(row.created_at) or utcnow(),
+    )
+
+
+def _artifact_record(row: ArtifactRow) -> ArtifactRecord:
+    return ArtifactRecord(
+        job_id=row.job_id,
+        name=row.name,
+        trial_id=row.trial_id,
+        path=row.path,
         created_at=_aware(row.created_at) or utcnow(),
     )
 

@@ -4,6 +4,8 @@ Final models are uploaded too, as a small stand-in file.
 
 The executor runs each trial in a thread with a function that turns parameters into
 metrics, and reports them through :class:`l2l.reporter.Reporter`, as a Ray worker would.
+A placement job's trial costs no training, so it runs the real worker
+(:func:`l2l.trainer.run_trial`, reporting over HTTP) unless ``placement`` replaces it.
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ def synthetic_metrics(task: TrialTask) -> dict[str, float]:
 
 
 class ThreadExecutor:
-    def __init__(self, objective: Objective = synthetic_metrics, cpus: float = 4) -> None:
+    def __init__(
+        self,
+        objective: Objective = synthetic_metrics,
+        cpus: float = 4,
+        placement: Callable[[TrialTask], Any] | None = None,
+    ) -> None:
         self.objective = objective
+        self.placement = placement or _real_placement_worker
         self.cpus = cpus
         self.submitted: list[TrialTask] = []
         self.finals: list[TrialTask] = []
@@ -45,23 +53,31 @@ class ThreadExecutor:
         threading.Thread(target=self._run, args=(task,), daemon=True).start()
 
     def _run(self, task: TrialTask) -> None:
-        outcome = Outcome(task.trial_id, attempt=task.attempt, final=task.final)
+        outcome = Outcome(task.trial_id, attempt=task.attempt, final=task.final, kind=task.kind)
         try:
-            metrics = self.objective(task)
-            reporter = Reporter(task.report_url, task.trial_id, task.token, attempts=2)
-            if task.final:
-                self._upload_final_model(reporter, task, metrics)
+            if task.kind == "placement":
+                self.placement(task)
             else:
-                reporter.step(0, metrics)
-                reporter.final(metrics)
+                self._train(task)
         except TrialBuildError as error:
-            outcome = Outcome(task.trial_id, f"TrialBuildError: {error}", False, task.attempt, task.final)
+            outcome = Outcome(
+                task.trial_id, f"TrialBuildError: {error}", False, task.attempt, task.final, task.kind
+            )
         except Exception as error:
             outcome = Outcome(
-                task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt, task.final
+                task.trial_id, f"{type(error).__name__}: {error}", True, task.attempt, task.final, task.kind
             )
         with self._lock:
             self._done.append(outcome)
+
+    def _train(self, task: TrialTask) -> None:
+        metrics = self.objective(task)
+        reporter = Reporter(task.report_url, task.trial_id, task.token, attempts=2)
+        if task.final:
+            self._upload_final_model(reporter, task, metrics)
+        else:
+            reporter.step(0, metrics)
+            reporter.final(metrics)
 
     @staticmethod
     def _upload_final_model(reporter: Reporter, task: TrialTask, metrics: Mapping[str, Any]) -> None:
@@ -82,3 +98,9 @@ class ThreadExecutor:
 
     def shutdown(self) -> None:
         pass
+
+
+def _real_placement_worker(task: TrialTask) -> None:
+    from l2l.trainer import run_trial
+
+    run_trial(task.to_dict(), reporter=Reporter(task.report_url, task.trial_id, task.token, attempts=2))

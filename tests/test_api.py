@@ -46,7 +46,7 @@ def test_submit_get_and_list_jobs(client: TestClient) -> None:
     created = client.post("/jobs", json=JOB)
     assert created.status_code == 201, created.text
     job = created.json()
-    assert job["state"] == "queued"
+    assert job["state"] == "queued" and job["kind"] == "search"
     assert job["spec"]["strategy"] == {"name": "random", "options": {}}
     assert job["spec"]["objective"] == {"metric": "val_accuracy", "mode": "max"}
     assert job["progress"] == {

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("ray", "tensorflow", "keras", "keras_tuner", "jax", "torch")
+HEAVY = ("ray", "tensorflow", "keras", "keras_tuner", "jax", "torch", "numba", "pymetis")
 
 
 @pytest.mark.parametrize(
     "module",
-    ["api.main", "controller", "search_spaces", "l2l.service", "l2l.cli", "l2l.store"],
+    ["api.main", "controller", "search_spaces", "l2l.service", "l2l.cli", "l2l.store", "l2l.placements"],
 )
 def test_light_modules_import_no_framework(module: str) -> None:
     code = (

@@ -174,6 +174,37 @@ def _wait(condition: object, seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def test_a_placement_job_runs_on_a_ray_worker(
+    sqlite_store: Store, tmp_path: Path, ray_executor: object
+) -> None:
+    """One task on the same Ray path as a trial: the worker searches placements of an uploaded
+    graph, sends the result document and reports; the job completes with it."""
+    from test_placement_service import TINY
+
+    settings = make_settings(tmp_path, port=free_port())
+    team, key = create_team(sqlite_store, "placers")
+    auth = {"Authorization": f"Bearer {key}"}
+    with LiveServer(sqlite_store, settings) as server:
+        graph = httpx.post(f"{server.url}/graphs", json=TINY, headers=auth).json()
+        spec = {
+            "kind": "placement",
+            "placement": {"graph": {"graph_id": graph["id"]}, "strategy": "random", "max_seconds": 2},
+        }
+        job = submit_job(sqlite_store, JobSpec.model_validate(spec), settings, team)
+        loop = JobLoop(sqlite_store, ray_executor, settings)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 180
+        while not sqlite_store.get_job(job.id).state.is_finished():
+            assert time.monotonic() < deadline, "the placement job did not finish in 3 minutes"
+            if not loop.step():
+                time.sleep(0.1)
+        finished = sqlite_store.get_job(job.id)
+        trial = sqlite_store.list_trials(job.id)[0][0]
+        assert finished.state is JobState.COMPLETED, (finished.reason, trial.error)
+        assert trial.reward is not None and trial.metrics["samples"] > 0
+        document = httpx.get(f"{server.url}/jobs/{job.id}/placement", headers=auth).json()
+        assert document["step_time"] == trial.metrics["step_time"] and len(document["placement"]) == 7
+
+
 def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"

@@ -181,8 +181,56 @@ def test_the_form_shows_the_message_of_a_job_that_cannot_run(
     assert sqlite_store.list_jobs()[1] == 0  # nothing stored
 
 
+def test_the_form_places_a_model(app_client: TestClient, sqlite_store: Store, tmp_path: Path) -> None:
+    alpha, key = create_team(sqlite_store, "alpha")
+    app_client.cookies.set(KEY_COOKIE, key)
+    search = _job(sqlite_store, make_settings(tmp_path), alpha, name="my wine search")
+    sqlite_store.claim_job("test", 60)
+    trial = sqlite_store.add_trial(search, "test", 0, {"units": 32}, {})
+    sqlite_store.set_trial_state(trial.id, TrialState.RUNNING)
+    sqlite_store.set_trial_state(trial.id, TrialState.COMPLETED, reward=0.9)
+    sqlite_store.finish_job(search, "test", JobState.COMPLETED)
+    form = app_client.get("/new")
+    assert "Place a model" in form.text and 'value="benchmark:nmt" selected' in form.text
+    assert 'value="4gpu-nvlink"' in form.text and 'value="hierarchical" selected' in form.text
+    response = app_client.post(
+        "/new",
+        data={
+            "kind": "placement",
+            "source": "benchmark:rnnlm",
+            "cluster": "4gpu-nvlink",
+            "placer": "random",
+            "max_seconds": "30",
+            "batch_size": "16",
+            "dataset": "digits",
+            "space": "nb201_cell",
+        },
+    )
+    assert response.status_code == 303, response.text
+    job = sqlite_store.get_job(int(response.headers["location"].rsplit("/", 1)[1]), team_id=alpha.id)
+    assert job.spec["kind"] == "placement" and job.spec["placement"]["cluster"] == "4gpu-nvlink"
+    assert job.spec["placement"]["graph"] == {"benchmark": "rnnlm", "options": {"batch_size": 16}}
+    assert (
+        job.spec["placement"]["strategy"]["name"] == "random" and job.spec["placement"]["max_seconds"] == 30
+    )
+    page = app_client.get(response.headers["location"])
+    assert page.status_code == 200 and 'data-kind="placement"' in page.text
+    assert (
+        "the rnnlm benchmark" in page.text and "placement.js" in page.text and 'id="chart"' not in page.text
+    )
+    # An earlier search's model is offered too; mistakes come back with the form as it was.
+    assert f'value="job:{search}"' in form.text
+    too_long = app_client.post(
+        "/new", data={"kind": "placement", "source": f"job:{search}", "max_seconds": "99999", "name": "slow"}
+    )
+    assert too_long.status_code == 422 and "at most 3600" in too_long.text
+    assert f'value="job:{search}" selected' in too_long.text and 'value="slow"' in too_long.text
+    assert len(sqlite_store.list_jobs()[0]) == 2
+
+
 def test_static_files_are_served(app_client: TestClient) -> None:
     assert app_client.get("/static/job.js").status_code == 200
+    assert app_client.get("/static/placement.js").status_code == 200
     assert "text/css" in app_client.get("/static/l2l.css").headers["content-type"]
 
 

@@ -2,6 +2,7 @@
 
 Everything a non-expert needs has a default, so a job can be submitted without
 knowing the JSON shape; the form's values are kept when it comes back with an error.
+The form makes a search or, with ``kind=placement``, a placement job ("Place a model").
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 
 import controller
+from controller.placement import placement_strategy_names
 from l2l.datasets import BUILT_IN_KINDS
 from l2l.jobspec import JobSpec
+from l2l.placement.benchmarks import BENCHMARK_GRAPHS
+from l2l.placement.cluster import PRESETS
+from l2l.records import GraphRecord, JobRecord
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,29 @@ STRATEGY_HINTS = {
     "optuna_tpe_mv": ("Optuna TPE, multivariate", "TPE that models the choices together"),
 }
 
+BENCHMARK_HINTS = {
+    "inception_v3": ("Inception-V3", "image classifier, 299x299 images, batch 32"),
+    "resnet50": ("ResNet-50", "image classifier, 224x224 images, batch 32"),
+    "nasnet": ("NASNet-A large", "image classifier found by architecture search, batch 32"),
+    "rnnlm": ("RNN language model", "2 LSTM layers of 2048 units over 32 steps, batch 64"),
+    "nmt": ("Neural translation", "4 + 4 LSTM layers of 1024 units with attention, batch 128"),
+}
+
+PLACER_HINTS = {
+    "hierarchical": (
+        "Hierarchical planner",
+        "learns to group ops and place the groups (Mirhoseini et al. 2018)",
+    ),
+    "random": ("Random placements", "the floor any placer must clear"),
+}
+
 DEFAULTS = {
+    "kind": "search",
+    "source": "benchmark:nmt",
+    "cluster": "4gpu-pcie",
+    "placer": "hierarchical",
+    "max_seconds": "120",
+    "batch_size": "",
     "name": "",
     "dataset": "digits",
     "space": "nb201_cell",
@@ -72,6 +99,38 @@ def strategy_options() -> list[Option]:
     return [Option(n, *STRATEGY_HINTS.get(n, (n, ""))) for n in names]
 
 
+def benchmark_options() -> list[Option]:
+    return [Option(name, *BENCHMARK_HINTS.get(name, (name, ""))) for name in BENCHMARK_GRAPHS]
+
+
+def cluster_options() -> list[Option]:
+    options = []
+    for name, cluster in PRESETS.items():
+        kinds = ", ".join(
+            f"{sum(d.kind == kind for d in cluster.devices)} x {kind}" for kind in cluster.kinds
+        )
+        links = cluster.bandwidth[0, 1] if len(cluster) > 1 else 0.0
+        options.append(Option(name, name, f"{kinds}; links {links / 1e9:g} GB/s"))
+    return options
+
+
+def placer_options() -> list[Option]:
+    return [Option(name, *PLACER_HINTS.get(name, (name, ""))) for name in placement_strategy_names()]
+
+
+def placeable_job_options(jobs: list[JobRecord]) -> list[Option]:
+    """The team's finished searches with a best trial: what "the model of an earlier job" may be."""
+    return [
+        Option(str(job.id), f"#{job.id} {job.name}", job.state.value)
+        for job in jobs
+        if job.spec.get("kind", "search") == "search" and job.state.is_finished() and job.best_trial_id
+    ]
+
+
+def graph_options(graphs: list[GraphRecord]) -> list[Option]:
+    return [Option(str(g.id), f"#{g.id} {g.name}", f"{g.summary.get('ops', '?')} ops") for g in graphs]
+
+
 def parse_form(body: bytes) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body; the last value of a repeated field wins."""
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
@@ -83,6 +142,8 @@ class FormError(ValueError):
 
 def job_spec(values: dict[str, str]) -> JobSpec:
     """The job the form describes; raises :class:`FormError` with a message a person can act on."""
+    if values.get("kind") == "placement":
+        return _validated(_placement_body(values), values)
     body: dict[str, Any] = {
         "dataset": values.get("dataset") or DEFAULTS["dataset"],
         "space": values.get("space") or DEFAULTS["space"],
@@ -93,6 +154,35 @@ def job_spec(values: dict[str, str]) -> JobSpec:
             "epochs": _integer(values, "epochs", "Epochs per trial"),
         },
     }
+    return _validated(body, values)
+
+
+def _placement_body(values: dict[str, str]) -> dict[str, Any]:
+    # One select names what to place: "benchmark:nmt", "job:12" or "graph:4".
+    source, _, chosen = (values.get("source") or DEFAULTS["source"]).partition(":")
+    if source == "benchmark":
+        graph: dict[str, Any] = {"benchmark": chosen}
+    elif source in ("job", "graph") and chosen.isdigit():
+        graph = {f"{source}_id": int(chosen)}
+    else:
+        raise FormError(f"Model: pick a benchmark, one of your searches or an uploaded graph, not {chosen!r}")
+    raw_seconds = values.get("max_seconds", "").strip() or DEFAULTS["max_seconds"]
+    try:
+        max_seconds = float(raw_seconds)
+    except ValueError:
+        raise FormError(f"Time limit must be a number of seconds, not {raw_seconds!r}") from None
+    placement: dict[str, Any] = {
+        "graph": graph,
+        "cluster": values.get("cluster") or DEFAULTS["cluster"],
+        "strategy": values.get("placer") or DEFAULTS["placer"],
+        "max_seconds": max_seconds,
+    }
+    if values.get("batch_size", "").strip() and source != "graph":  # a graph has its batch built in
+        placement["batch_size"] = _integer(values, "batch_size", "Batch size")
+    return {"kind": "placement", "placement": placement}
+
+
+def _validated(body: dict[str, Any], values: dict[str, str]) -> JobSpec:
     if values.get("name", "").strip():
         body["name"] = values["name"].strip()
     if values.get("seed", "").strip():

@@ -21,7 +21,7 @@ from l2l import service
 from l2l.jobspec import InvalidJob
 from l2l.records import TeamRecord
 from l2l.states import TrialState
-from l2l.store import NotFound
+from l2l.store import NotFound, Store
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -133,9 +133,20 @@ def jobs_page(
     )
 
 
+#: How many of the team's latest jobs the form offers as models to place.
+PLACEABLE_JOBS = 100
+
+
 def _new_job_page(
-    request: Request, team: TeamRecord, values: dict[str, str], error: str | None, status_code: int = 200
+    request: Request,
+    store: Store,
+    team: TeamRecord,
+    values: dict[str, str],
+    error: str | None,
+    status_code: int = 200,
 ) -> HTMLResponse:
+    settings = request.app.state.settings
+    recent, _ = store.list_jobs(limit=PLACEABLE_JOBS, team_id=team.id)
     return _render(
         request,
         "new_job.html",
@@ -146,13 +157,19 @@ def _new_job_page(
         datasets=forms.dataset_options(),
         spaces=forms.SPACES,
         strategies=forms.strategy_options(),
-        max_trials=request.app.state.settings.api.max_trials_per_job,
+        max_trials=settings.api.max_trials_per_job,
+        benchmarks=forms.benchmark_options(),
+        clusters=forms.cluster_options(),
+        placers=forms.placer_options(),
+        placeable_jobs=forms.placeable_job_options(recent),
+        graphs=forms.graph_options(store.list_graphs(team.id)),
+        max_seconds=settings.placement.max_seconds,
     )
 
 
 @router.get("/new", response_class=HTMLResponse)
-def new_job_page(request: Request, team: PageTeam) -> HTMLResponse:
-    return _new_job_page(request, team, {}, None)
+def new_job_page(request: Request, store: StoreDep, team: PageTeam) -> HTMLResponse:
+    return _new_job_page(request, store, team, {}, None)
 
 
 @router.post("/new", response_class=HTMLResponse)
@@ -161,9 +178,9 @@ async def submit_job(request: Request, store: StoreDep, settings: SettingsDep, t
     try:
         job = service.submit_job(store, forms.job_spec(values), settings, team)
     except (forms.FormError, InvalidJob) as error:
-        return _new_job_page(request, team, values, str(error), status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return _new_job_page(request, store, team, values, str(error), status.HTTP_422_UNPROCESSABLE_CONTENT)
     except service.OverLimit as error:
-        return _new_job_page(request, team, values, str(error), status.HTTP_429_TOO_MANY_REQUESTS)
+        return _new_job_page(request, store, team, values, str(error), status.HTTP_429_TOO_MANY_REQUESTS)
     return RedirectResponse(f"/job/{job.id}", status.HTTP_303_SEE_OTHER)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,34 @@ def add_bench_parser(commands: Any) -> None:
         '"target": 500000, "weight": -0.07}\' (MnasNet); default val_accuracy',
     )
     nb201.add_argument("--out", required=True, help="results JSON file")
+    placement = which.add_parser(
+        "placement", help="learned device placement vs baselines and the lower bound on benchmark graphs"
+    )
+    placement.add_argument(
+        "--graph", action="append", help="a benchmark graph (repeat for several; default: all five)"
+    )
+    placement.add_argument("--cluster", default="4gpu-pcie", help="a ready-made cluster (default 4gpu-pcie)")
+    placement.add_argument(
+        "--strategy", default="hierarchical", help="a placement strategy (default hierarchical)"
+    )
+    placement.add_argument("--options", type=json.loads, default={}, help="the strategy's options as JSON")
+    placement.add_argument("--seconds", type=float, default=300.0, help="search time per graph (default 300)")
+    placement.add_argument("--seed", type=int, default=0)
+    placement.add_argument(
+        "--generalise",
+        action="store_true",
+        help="also place unseen bigger NMT/RNNLM graphs with a trained placer",
+    )
+    placement.add_argument("--out", help="results JSON file")
+    check = which.add_parser(
+        "placement-check",
+        help="real multi-device training steps (JAX, virtual CPU devices) against the simulator's prediction",
+    )
+    check.add_argument(
+        "--model", default="mlp", help="a check model: mlp, cnn, lstm, towers, tiny (default mlp)"
+    )
+    check.add_argument("--devices", type=int, default=4, help="virtual CPU devices (default 4)")
+    check.add_argument("--steps", type=int, default=20, help="timed steps per placement (default 20)")
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
     plot.add_argument("--out", required=True, help="the PNG to write")
@@ -48,6 +77,18 @@ def add_bench_parser(commands: Any) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "placement":
+        return _run_placement(args)
+    if args.bench_command == "placement-check":
+        from l2l.placement.realstep import format_report, run_check
+
+        try:
+            report = run_check(args.model, devices=args.devices, steps=args.steps)
+        except ValueError as error:
+            print(f"l2l: {error}", file=sys.stderr)
+            return 2
+        print(format_report(report))
+        return 0
     if args.bench_command == "plot":
         from l2l.bench.plot import load_results, plot_curves
 
@@ -95,3 +136,39 @@ def _strategy(text: str) -> str | tuple[str, dict[str, Any]]:
     if not isinstance(parsed, dict):
         raise SystemExit(f"l2l bench: options of {name} must be a JSON object, got {options!r}")
     return name, parsed
+
+
+def _run_placement(args: argparse.Namespace) -> int:
+    from controller.placement import check_placement_options
+    from l2l.bench.placement import DEFAULT_GRAPHS, format_table, run_placement_benchmark
+    from l2l.placement.benchmarks import BENCHMARK_GRAPHS
+    from l2l.placement.cluster import get_cluster
+
+    graphs = args.graph or list(DEFAULT_GRAPHS)
+    unknown = [g for g in graphs if g not in BENCHMARK_GRAPHS]
+    try:
+        if unknown:
+            raise ValueError(
+                f"unknown benchmark graph(s) {unknown}; choose from {', '.join(BENCHMARK_GRAPHS)}"
+            )
+        cluster = get_cluster(args.cluster)
+        check_placement_options(args.strategy, args.options)
+    except ValueError as error:  # ClusterError and StrategyError too: one line, no traceback
+        print(f"l2l: {error}", file=sys.stderr)
+        return 2
+    document = run_placement_benchmark(
+        graphs,
+        cluster,
+        strategy=args.strategy,
+        options=args.options,
+        seconds=args.seconds,
+        seed=args.seed,
+        generalise=args.generalise,
+        log=lambda line: print(line, flush=True),
+    )
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    print(format_table(document))
+    return 0

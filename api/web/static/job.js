@@ -1,12 +1,15 @@
 // The job page: polls the JSON API every 2 s while the job runs and redraws what changed.
 // Reads only: GET /jobs/{id}, /jobs/{id}/rewards (compact chart series), /jobs/{id}/trials (one page),
 // /jobs/{id}/trials/{tid} and its /metrics. The login cookie authenticates every request.
+// A placement job (data-kind="placement") shows its search's progress instead of a reward chart,
+// then GET /jobs/{id}/placement drawn by placement.js (window.L2LPlacement).
 (function () {
   "use strict";
 
   const root = document.getElementById("job");
   if (!root) return;
   const jobId = root.dataset.jobId;
+  const placing = root.dataset.kind === "placement" && window.L2LPlacement;
   const API = "/jobs/" + jobId;
   const POLL_MS = 2000;
   const PAGE = 50;
@@ -21,6 +24,8 @@
   let tableKey = "";
   let timer = null;
   let stopped = false;
+  let placementShown = false;
+  let searchProgress = "";
 
   const $ = (id) => document.getElementById(id);
   const fmt = (x, digits) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits === undefined ? 4 : digits));
@@ -67,6 +72,7 @@
   }
 
   function summary(params) {
+    if (placing) return "one placement search";
     const space = spaceOf();
     const p = Object.assign({}, space.fixed, params);
     if (space.kind === "nb201") {
@@ -284,9 +290,14 @@
     if (p.running) parts.push(p.running + " running");
     if (p.queued) parts.push(p.queued + " queued");
     if (p.cancelled) parts.push(p.cancelled + " cancelled");
-    $("progress-text").textContent = parts.join(" · ");
+    $("progress-text").textContent = placing && searchProgress && !p.completed ? searchProgress : parts.join(" · ");
     $("progress-text").dataset.completed = String(p.completed);
-    $("best-reward").textContent = job.best_trial ? fmt(job.best_trial.reward) : "—";
+    if (placing) {
+      const ms = job.best_trial && job.best_trial.metrics.step_time_ms;
+      $("best-reward").textContent = typeof ms === "number" ? ms.toPrecision(4) + " ms" : "—";
+    } else {
+      $("best-reward").textContent = job.best_trial ? fmt(job.best_trial.reward) : "—";
+    }
     const reason = $("job-reason");
     reason.hidden = !job.reason;
     reason.textContent = job.reason || "";
@@ -294,7 +305,41 @@
     $("pause").hidden = finished || job.state === "paused";
     $("resume").hidden = job.state !== "paused";
     $("cancel").hidden = finished;
-    renderFinalModel(job.final_model);
+    if (!placing) renderFinalModel(job.final_model);
+  }
+
+  // A placement job's one trial reports the best step time so far every few seconds.
+  async function refreshSearchProgress() {
+    const page = await getJSON(API + "/trials?limit=1");
+    const trial = page.items[0];
+    if (!trial || trial.state !== "running") { searchProgress = ""; return; }
+    const curve = await getJSON(API + "/trials/" + trial.id + "/metrics");
+    const last = curve.points[curve.points.length - 1];
+    if (!last) { searchProgress = "Scoring the baselines…"; return; }
+    const v = last.values;
+    searchProgress = "Searching: best " + (typeof v.best_step_time_ms === "number" ? v.best_step_time_ms.toPrecision(4) + " ms" : "—") +
+      " after " + plural(Math.round(v.samples || 0), "placement") + " in " + Math.round(v.seconds || 0) + " s";
+  }
+
+  async function showPlacement() {
+    let doc;
+    try {
+      doc = await getJSON(API + "/placement");
+    } catch (error) {
+      if (error.status === 404) return;  // not sent yet
+      throw error;
+    }
+    placementShown = true;
+    $("placement-graph-card").hidden = false;  // shown first: the drawings take the cards' width
+    $("timeline-card").hidden = false;
+    $("placement-download").hidden = false;
+    window.L2LPlacement.render(doc, {
+      summary: $("placement-summary"),
+      graph: $("placement-graph"),
+      graphNote: $("graph-note"),
+      legend: $("device-legend"),
+      timelines: $("timelines"),
+    });
   }
 
   // The best architecture retrained and scored once on the held-out test data; absent until it starts.
@@ -452,7 +497,10 @@
       const key = [job.state, p.created, p.queued, p.running, p.completed, p.failed, p.cancelled].join("/");
       const charted = p.completed + p.failed;
       const work = [];
-      if (charted !== chartCount) {
+      if (placing) {
+        if (!FINISHED_JOB.includes(job.state)) work.push(refreshSearchProgress().then(renderJob));
+        if (!placementShown && p.completed) work.push(showPlacement());
+      } else if (charted !== chartCount) {
         work.push(getJSON(API + "/rewards").then((points) => { chartCount = points.length; drawChart(points); }));
         renderArchitecture(job.best_trial);
       } else if (chartCount === -1) {
@@ -535,7 +583,7 @@
     });
   }
   window.addEventListener("resize", () => {
-    if (Math.abs($("chart").clientWidth - lastWidth) > 20 && lastPoints.length) drawChart(lastPoints);
+    if (!placing && Math.abs($("chart").clientWidth - lastWidth) > 20 && lastPoints.length) drawChart(lastPoints);
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden && !stopped) { schedule(); } });
 

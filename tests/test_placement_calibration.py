@@ -1,0 +1,132 @@
+"""Calibration (measured layer times and links) and the real multi-device check of the simulator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from l2l.placement.calibration import LinkEstimate, calibrated_cluster, calibrated_graph, fit_link
+from l2l.placement.graph import Op, OpGraph
+from l2l.placement.realstep import CHECK_MODELS, check_placements, layer_placement, op_placement
+
+
+def _small_model(keras):
+    # the hidden layer is big enough (about 0.1 GFLOP at batch 128) that its backward, measured
+    # as a difference of two noisy times, stands clear of the noise on a busy machine
+    x = inputs = keras.Input((512,), name="features")
+    x = keras.layers.Dense(1024, activation="relu", name="hidden")(x)
+    x = keras.layers.Dropout(0.1, name="drop")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="out")(x))
+
+
+def test_measured_layer_times_are_positive_for_every_layer() -> None:
+    keras = pytest.importorskip("keras")
+    from l2l.placement.calibration import measure_layer_seconds
+
+    seconds = measure_layer_seconds(_small_model(keras), batch_size=128, repeats=5, warmup=1)
+
+    assert list(seconds) == ["hidden", "drop", "out"]  # the input layer is not timed
+    for forward, backward in seconds.values():
+        assert 0 < forward < 1.0
+        assert 0 <= backward < 1.0  # TF measures it as a difference: a tiny layer may show 0
+    hidden_forward, hidden_backward = seconds["hidden"]
+    assert hidden_backward > 0  # two matmuls against the forward's one
+
+
+def _hand_graph() -> OpGraph:
+    ops = [
+        Op("tokens", 0.0, 80, layer="tokens"),
+        Op("lstm/t0", 1.0, 40, (0,), param_bytes=100, layer="lstm"),
+        Op("lstm/t1", 1.0, 40, (0, 1), layer="lstm"),
+        Op("lstm/t2", 2.0, 40, (0, 2), layer="lstm"),
+        Op("head", 5.0, 8, (3,), param_bytes=20, layer="head"),
+    ]
+    return OpGraph("hand", tuple(ops))
+
+
+def test_calibrated_graph_divides_a_layer_time_among_its_ops_by_flops() -> None:
+    graph = calibrated_graph(_hand_graph(), {"lstm": (0.4, 0.8), "head": (0.1, 0.3)}, "cpu")
+
+    seconds = [op.seconds.get("cpu") for op in graph.ops]
+    assert seconds[0] is None  # an unmeasured op (the input) keeps what it had
+    assert seconds[1:4] == pytest.approx([0.1, 0.1, 0.2])
+    assert sum(seconds[1:4]) == pytest.approx(0.4)
+    assert seconds[4] == pytest.approx(0.1)
+    assert graph.backward_factor == pytest.approx((0.8 + 0.3) / (0.4 + 0.1))
+
+
+def test_calibrated_graph_sums_to_the_layer_time_on_an_unrolled_keras_graph() -> None:
+    keras = pytest.importorskip("keras")
+    from l2l.placement.keras_graph import graph_from_keras
+
+    inputs = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(50, 8, name="embedding")(inputs)
+    x = keras.layers.LSTM(16, return_sequences=True, name="lstm")(x)
+    model = keras.Model(inputs, keras.layers.Dense(50, name="softmax")(x))
+    graph = graph_from_keras(model, 4, unroll=True)
+    measured = {"embedding": (0.01, 0.02), "lstm": (0.06, 0.12), "softmax": (0.03, 0.09)}
+
+    calibrated = calibrated_graph(graph, measured, "cpu")
+
+    for layer, (forward, _) in measured.items():
+        ops = [op for op in calibrated.ops if op.layer == layer]
+        assert len(ops) == 6  # split per time step
+        assert sum(op.seconds["cpu"] for op in ops) == pytest.approx(forward)
+    assert calibrated.backward_factor == pytest.approx(0.23 / 0.10)
+
+
+def test_fit_link_recovers_latency_and_bandwidth() -> None:
+    sizes = np.array([1e3, 1e4, 1e5, 1e6, 1e7])
+    link = fit_link(sizes, 50e-6 + sizes / 2e9)
+
+    assert link.latency == pytest.approx(50e-6, rel=1e-6)
+    assert link.bandwidth == pytest.approx(2e9, rel=1e-6)
+    assert fit_link([1e3, 1e6], [1e-4, 5e-5]).latency >= 0  # noise never gives a negative latency
+
+
+def test_calibrated_cluster_is_uniform() -> None:
+    cluster = calibrated_cluster(3, "cpu", LinkEstimate(1e-4, 1e9), flops=5e9, memory_bytes=2**30)
+
+    assert [d.name for d in cluster.devices] == ["cpu:0", "cpu:1", "cpu:2"]
+    assert {d.kind for d in cluster.devices} == {"cpu"}
+    assert cluster.bandwidth[0, 1] == 1e9 and cluster.latency[2, 0] == 1e-4
+
+
+def test_layer_placements() -> None:
+    layers = ["a", "b", "c", "d"]
+    seconds = {"a": (3.0, 0.0), "b": (1.0, 0.0), "c": (1.0, 0.0), "d": (1.0, 0.0)}
+
+    assert layer_placement("single", layers, 2, seconds) == dict.fromkeys(layers, 0)
+    assert list(layer_placement("round_robin", layers, 3, seconds).values()) == [0, 1, 2, 0]
+    assert list(layer_placement("contiguous", layers, 2, seconds).values()) == [0, 1, 1, 1]  # by time
+    assert layer_placement([1, 0, 1, 0], layers, 2, seconds)["c"] == 1
+    with pytest.raises(ValueError, match="one device per layer"):
+        layer_placement([0, 1], layers, 2, seconds)
+    with pytest.raises(ValueError, match=r"in \[0, 2\)"):
+        layer_placement({"a": 0, "b": 5, "c": 0, "d": 0}, layers, 2, seconds)
+
+
+def test_an_input_op_goes_to_its_first_consumers_device() -> None:
+    placement = op_placement(_hand_graph(), {"lstm": 1, "head": 0})
+
+    assert placement.tolist() == [1, 1, 1, 1, 0]
+
+
+def test_real_steps_on_two_virtual_devices() -> None:
+    """The whole check in a subprocess: JAX with 2 virtual CPU devices, no accelerator needed."""
+    pytest.importorskip("jax")
+    assert "tiny" in CHECK_MODELS
+
+    results = check_placements(
+        "tiny", {"one": "single", "split": "contiguous"}, devices=2, steps=3, timeout=300
+    )
+
+    assert [r.name for r in results] == ["one", "split"]
+    for result in results:
+        assert math.isfinite(result.predicted_s) and result.predicted_s > 0
+        assert math.isfinite(result.measured_s) and result.measured_s > 0
+        assert result.error == pytest.approx(abs(result.predicted_s - result.measured_s) / result.measured_s)
+    assert set(results[0].placement.values()) == {0}
+    assert set(results[1].placement.values()) == {0, 1}

@@ -1,22 +1,22 @@
 """The web pages: login, job list, new-job form and the live job page.
 
 Plain tests go through the real app with TestClient. One test drives a real headless
-Chromium (Debian's ``chromium`` and ``chromedriver``) against a live server and a job
-loop with a fake trainer; it is skipped, saying why, where those are not installed.
+Chromium (the ``browser`` fixture in conftest.py) against a live server and a job loop
+with a fake trainer; it is skipped, saying why, where Chromium is not installed. The
+placement job's page has its own browser test, in test_web_placement.py.
 """
 
 from __future__ import annotations
 
 import itertools
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import LiveServer, free_port, make_settings, screenshot, wait_for
 from fakes import ThreadExecutor, synthetic_metrics
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, update
@@ -41,9 +41,6 @@ JOB = {
     "budget": {"trials": 4, "concurrency": 2, "epochs": 2},
     "seed": 1,
 }
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture
@@ -383,69 +380,6 @@ class SlowTrainer(ThreadExecutor):
             self._done.append(outcome)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Chromium through chromedriver; skipped, saying why, where either is missing."""
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.skip(
-            f"no browser test: {' and '.join(missing)} missing (apt-get install chromium chromium-driver)"
-        )
-    webdriver = pytest.importorskip(
-        "selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])"
-    )
-    from selenium.webdriver.chrome.service import Service
-
-    profile = Path(__import__("tempfile").mkdtemp(prefix="l2l-chromium-"))
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def _wait(what: str, check: Callable[[], Any], seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as error:  # the page is mid-redraw: an element went stale
-            last = error
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting until {what} (last: {last!r})")
-
-
-def _screenshot(driver: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    driver.execute_script("window.scrollTo(0, 0)")
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(int(height) + 40, 4000))
-    path = ARTIFACTS / name
-    driver.save_screenshot(str(path))
-    driver.set_window_size(1280, 900)
-    return path
-
-
 def test_a_search_in_the_browser(browser: Any, sqlite_store: Store, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -464,7 +398,7 @@ def test_a_search_in_the_browser(browser: Any, sqlite_store: Store, tmp_path: Pa
         try:
             _browse(browser, server.url, key, big_job, By, Select)
         except Exception:
-            _screenshot(browser, "failure.png")  # what the browser showed when the test failed
+            screenshot(browser, "failure.png")  # what the browser showed when the test failed
             raise
         finally:
             stop.set()
@@ -486,15 +420,15 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
     assert "/login" in driver.current_url
     find(By.ID, "key").send_keys("l2l_wrong")
     find(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "not known" in _wait("the login error shows", lambda: text_of("login-error"))
+    assert "not known" in wait_for("the login error shows", lambda: text_of("login-error"))
     find(By.ID, "key").send_keys(key)
     find(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
-    _wait("the form opens after the login", lambda: driver.current_url.endswith("/new"))
+    wait_for("the form opens after the login", lambda: driver.current_url.endswith("/new"))
 
     # A job that cannot run comes back with the API's message and the form as typed.
     find(By.CSS_SELECTOR, "input[name=dataset][value=wine]").click()
     find(By.ID, "submit-job").click()
-    message = _wait("the 422 message shows", lambda: text_of("form-error"))
+    message = wait_for("the 422 message shows", lambda: text_of("form-error"))
     assert "pick another space or dataset" in message
     assert find(By.CSS_SELECTOR, "input[name=dataset][value=wine]").is_selected()
 
@@ -505,21 +439,21 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
         find(By.ID, field).clear()
         find(By.ID, field).send_keys(value)
     find(By.ID, "submit-job").click()
-    _wait("the job page opens", lambda: "/job/" in driver.current_url)
+    wait_for("the job page opens", lambda: "/job/" in driver.current_url)
     job_id = int(driver.current_url.rsplit("/", 1)[1])
 
     # It runs: the completed count rises while we watch, and the chart gains points.
-    _wait("a first trial completes", lambda: completed() >= 1)
+    wait_for("a first trial completes", lambda: completed() >= 1)
     first_seen = completed()
-    _wait("more trials complete", lambda: completed() > first_seen, seconds=40)
-    _wait("the chart has points", lambda: int(find(By.ID, "chart").get_attribute("data-points") or 0) >= 2)
-    _wait("the best architecture is drawn", lambda: find(By.CSS_SELECTOR, "#arch svg"))
+    wait_for("more trials complete", lambda: completed() > first_seen, seconds=40)
+    wait_for("the chart has points", lambda: int(find(By.ID, "chart").get_attribute("data-points") or 0) >= 2)
+    wait_for("the best architecture is drawn", lambda: find(By.CSS_SELECTOR, "#arch svg"))
 
     # The failed trial's error, in the table and in its detail.
-    _wait("the job ends", lambda: text_of("job-state").lower() == "completed", seconds=60)
-    _wait("the table shows the failure", lambda: "Dense(4096)" in text_of("trial-rows"))
+    wait_for("the job ends", lambda: text_of("job-state").lower() == "completed", seconds=60)
+    wait_for("the table shows the failure", lambda: "Dense(4096)" in text_of("trial-rows"))
     Select(find(By.ID, "state-filter")).select_by_value("failed")
-    _wait(
+    wait_for(
         "only the failed trial is listed",
         lambda: (
             len(find(By.ID, "trial-rows").find_elements(By.TAG_NAME, "tr")) == 1
@@ -527,22 +461,22 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
         ),
     )
     find(By.CSS_SELECTOR, "#trial-rows tr[data-trial-id]").click()
-    error = _wait("the failed trial's error shows", lambda: text_of("trial-error"))
+    error = wait_for("the failed trial's error shows", lambda: text_of("trial-error"))
     assert "cannot be built" in error or "Dense(4096)" in error
 
     # A completed trial: its metric curves, one per metric, a point per epoch.
     Select(find(By.ID, "state-filter")).select_by_value("")
     find(By.CSS_SELECTOR, "th[data-sort=reward] button").click()
-    _wait(
+    wait_for(
         "the table sorts by reward",
         lambda: find(By.CSS_SELECTOR, "th[data-sort=reward]").get_attribute("aria-sort") == "descending",
     )
-    _wait(
+    wait_for(
         "the best trial is first",
         lambda: "best" in (find(By.CSS_SELECTOR, "#trial-rows tr").get_attribute("class") or ""),
     )
     find(By.CSS_SELECTOR, "#trial-rows tr[data-trial-id] button.open-trial").click()
-    curves = _wait(
+    curves = wait_for(
         "its curves show", lambda: find(By.ID, "trial-curves").find_elements(By.CSS_SELECTOR, "svg")
     )
     assert len(curves) == 3 and len(curves[0].find_elements(By.CSS_SELECTOR, "circle")) == 3
@@ -559,7 +493,7 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
         link.get_attribute("href"),
     )
     assert downloaded.startswith("model of trial ")
-    shot = _screenshot(driver, "job-page.png")
+    shot = screenshot(driver, "job-page.png")
     assert shot.stat().st_size > 10_000
 
     # The job list shows it, with its state and progress.
@@ -570,11 +504,13 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
     # 10,000 trials: the page loads quickly and the table holds one page of them.
     started = time.monotonic()
     driver.get(f"{url}/job/{big_job}")
-    _wait("the big table is paged", lambda: find(By.ID, "page-info").get_attribute("data-total") == "10000")
-    _wait("the big chart is drawn", lambda: find(By.ID, "chart").get_attribute("data-points") == "10000")
+    wait_for(
+        "the big table is paged", lambda: find(By.ID, "page-info").get_attribute("data-total") == "10000"
+    )
+    wait_for("the big chart is drawn", lambda: find(By.ID, "chart").get_attribute("data-points") == "10000")
     assert time.monotonic() - started < 15
     assert len(find(By.ID, "trial-rows").find_elements(By.TAG_NAME, "tr")) == 50
     assert "1–50 of 10,000 trials" in text_of("page-info")
     find(By.ID, "last-page").click()
-    _wait("the last page shows", lambda: "9,951–10,000 of 10,000" in text_of("page-info"))
-    _screenshot(driver, "job-page-10000-trials.png")
+    wait_for("the last page shows", lambda: "9,951–10,000 of 10,000" in text_of("page-info"))
+    screenshot(driver, "job-page-10000-trials.png")

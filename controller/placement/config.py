@@ -31,7 +31,7 @@ class HierarchicalConfig:
     learning_rate: float = 0.003
     """Adam step size."""
 
-    entropy_weight: float = 0.003
+    entropy_weight: float = 0.01
     """Bonus for the entropy of both policies; keeps them exploring."""
 
     grad_clip_norm: float = 1.0

@@ -53,7 +53,7 @@
     stats.push(["Lower bound", ms(doc.lower_bound_ms), "lower-bound"]);
     const dl = el("dl", { class: "test-metrics", id: "placement-stats" },
       stats.map(([label, value, id]) => el("div", { "data-stat": id }, [el("dt", { text: label }), el("dd", { text: value })])));
-    const rows = Object.entries(doc.baselines).map(([name, b]) => el("tr", {}, [
+    const rows = Object.entries(doc.baselines).map(([name, b]) => el("tr", { "data-baseline": name }, [
       el("th", { scope: "row", text: BASELINE_LABELS[name] || name }),
       el("td", { class: "num", text: ms(b.step_time_ms) }),
       el("td", { class: "num", text: typeof b.step_time_ms === "number" && learned ? (b.step_time_ms / learned).toFixed(2) + "×" : "—" }),
@@ -235,16 +235,18 @@
     svg.append(el("svg:text", { x: L, y: 15, class: "timeline-title", text: title + " · " + ms(line.step_time_ms) + (line.fits ? "" : " (needs more memory than the devices have)") }));
     line.devices.forEach((row, d) => {
       const y = T + d * (ROW + STRIP + GAP);
-      svg.append(el("svg:text", { x: L - 8, y: y + ROW / 2 + 4, "text-anchor": "end", class: "tick", text: names[d] }));
-      svg.append(el("svg:rect", { x: L, y: y, width: r1(W - L - R), height: ROW, class: "lane" }));
+      const lane = el("svg:g", { class: "lane-row", "data-device": names[d] });
+      svg.append(lane);
+      lane.append(el("svg:text", { x: L - 8, y: y + ROW / 2 + 4, "text-anchor": "end", class: "tick", text: names[d] }));
+      lane.append(el("svg:rect", { x: L, y: y, width: r1(W - L - R), height: ROW, class: "lane" }));
       const forward = [], backward = [];
       for (const [, back, start, end] of row.runs) {
         if (end <= start) continue; // ops with no work (inputs) take no time
         const w = Math.max(0.6, x(end) - x(start));
         (back ? backward : forward).push("M" + r1(x(start)) + "," + y + "h" + r1(w) + "v" + ROW + "h" + r1(-w) + "z");
       }
-      if (forward.length) svg.append(el("svg:path", { d: forward.join(""), fill: colour(d), class: "run forward" }));
-      if (backward.length) svg.append(el("svg:path", { d: backward.join(""), fill: colour(d), class: "run backward" }));
+      if (forward.length) lane.append(el("svg:path", { d: forward.join(""), fill: colour(d), class: "run forward" }));
+      if (backward.length) lane.append(el("svg:path", { d: backward.join(""), fill: colour(d), class: "run backward" }));
       // Sends: a mark per transfer in the strip under the sender, coloured by the receiver.
       const sends = new Map();
       for (const [, , to, start, end] of row.transfers) {
@@ -252,7 +254,7 @@
         if (!sends.has(to)) sends.set(to, []);
         sends.get(to).push("M" + r1(x(start)) + "," + (y + ROW + 1) + "h" + r1(w) + "v" + (STRIP - 2) + "h" + r1(-w) + "z");
       }
-      for (const [to, marks] of sends) svg.append(el("svg:path", { d: marks.join(""), fill: colour(to), class: "transfer" }));
+      for (const [to, marks] of sends) lane.append(el("svg:path", { d: marks.join(""), fill: colour(to), class: "transfer" }));
     });
     const axisY = T + names.length * (ROW + STRIP + GAP);
     svg.append(el("svg:line", { x1: L, x2: W - R, y1: axisY, y2: axisY, class: "axis" }));

@@ -3,12 +3,14 @@
 Reads top to bottom:
 
 1. ``ask()``: until ``initial_trials`` results are in, propose a draw from the policy
-   (uniform at first). After that build a pool of candidates, ``policy_candidates``
-   draws from the policy plus ``mutation_candidates`` mutations (one or two decisions
-   moved) of the best ``parents`` trials so far, drop every configuration already
-   proposed, and let the reward model pick one: each candidate's score is a draw from
-   ``N(mean, (exploration * std)^2)`` of the ensemble's predictions (independent Thompson
-   sampling), or ``mean + exploration * std`` (UCB); the best score is proposed.
+   (uniform at first), or from ``interleave_from`` results on every second time the
+   reward model's pick (a warm start's prior counts as results). For the model's picks
+   build a pool of candidates, ``policy_candidates`` draws from the policy plus
+   ``mutation_candidates`` mutations (one or two decisions moved) of the best ``parents``
+   trials so far, drop every configuration already proposed, and let the reward model
+   pick one: each candidate's score is a draw from ``N(mean, (exploration * std)^2)`` of
+   the ensemble's predictions (independent Thompson sampling), or ``mean + exploration *
+   std`` (UCB); the best score is proposed.
 2. ``tell()``: the result joins the history (a failure is skipped, or scored
    ``failure_reward``). The reward model takes ``train_steps`` Adam steps on the whole
    history (targets are the rewards turned into normal scores of their ranks, so a few
@@ -28,6 +30,9 @@ dataset's rewards are on another scale, ranks are not). The prior joins the rewa
 model's training data and the parents of mutations, and its best ``parents``
 configurations are candidates too, so the model decides whether they are worth
 re-evaluating here; the job's own history, pending proposals and "seen" set start empty.
+The prior's targets fade as the job's own results come in (``warm_prior_halflife``): the
+earlier job's favourites are a good start, but this dataset's best cells may lie
+elsewhere, and a prior that never fades keeps the search where the earlier job was.
 
 All randomness comes from ``self.rng``: each ``ask`` and ``tell`` seeds a numpy
 generator from it, so the state (history, policy and model arrays, rng) pins down
@@ -108,16 +113,25 @@ class ModelBasedController(Strategy):
         if len(self.seen) >= self.size:
             return FINISHED
         rng = np.random.default_rng(self.rng.getrandbits(63))
-        if len(self.history) + len(self._prior_t) < max(self.config.initial_trials, 2):
-            choice = self._first_unseen(self._sample_policy(rng, max(self.config.policy_candidates, 1)))
-        else:
+        if self._model_picks(len(self.history) + len(self._prior_t)):
             choice = self._choose(rng)
+        else:
+            choice = self._first_unseen(self._sample_policy(rng, max(self.config.policy_candidates, 1)))
         if choice is None:
             choice = self._random_unseen(rng)
         proposal = self._propose(self.space.from_indices(list(choice)))
         self.proposed.append(choice)
         self.seen.add(choice)
         return proposal
+
+    def _model_picks(self, results: int) -> bool:
+        """Whether the reward model picks the proposal made after ``results`` results (a warm
+        start's prior counts: its model picks from the first proposal on)."""
+        cfg = self.config
+        if results >= max(cfg.initial_trials, 2):
+            return True
+        start = cfg.interleave_from
+        return start is not None and results >= start and (results - start) % 2 == 0
 
     def _choose(self, rng: np.random.Generator) -> Indices | None:
         """The candidate the reward model likes best, or None if every candidate was seen."""
@@ -152,9 +166,7 @@ class ModelBasedController(Strategy):
         count = cfg.mutation_candidates
         if not count or not (self.history or len(self._prior_t)):
             return np.empty((0, len(self.cardinalities)), dtype=np.int64)
-        _, scores = self._training_data()
-        rows = np.concatenate([self._prior_rows, self._rows])
-        parents = rows[np.argsort(-scores, kind="stable")[: cfg.parents]]
+        parents = self._best_rows(cfg.parents)
         rows = parents[rng.integers(0, len(parents), size=count)]
         for repeat in range(2):
             mutate = np.ones(count, bool) if repeat == 0 else rng.random(count) < cfg.double_mutation
@@ -165,6 +177,12 @@ class ModelBasedController(Strategy):
             picked = np.arange(count)[mutate]
             rows[picked, which[mutate]] = (rows[picked, which[mutate]] + shift[mutate]) % levels[mutate]
         return rows
+
+    def _best_rows(self, count: int) -> np.ndarray:
+        """The ``count`` best configurations of the prior and the own history, best first."""
+        _, scores = self._training_data()
+        rows = np.concatenate([self._prior_rows, self._rows])
+        return rows[np.argsort(-scores, kind="stable")[:count]]
 
     def _unseen_rows(self, rows: np.ndarray) -> np.ndarray:
         keep, fresh = [], set()
@@ -219,8 +237,14 @@ class ModelBasedController(Strategy):
 
     def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
         """(one-hot rows, normal-score targets) of the warm start's prior, then the own history."""
-        targets = np.concatenate([self._prior_t, _normal_scores(self._y) if len(self._y) else self._y])
+        own = _normal_scores(self._y) if len(self._y) else self._y
+        targets = np.concatenate([self._prior_t * self._prior_weight(), own])
         return np.concatenate([self._prior_x, self._x]), targets
+
+    def _prior_weight(self) -> float:
+        """The warm start prior's share now: 1 at first, 1/2 after ``warm_prior_halflife`` own results."""
+        halflife = self.config.warm_prior_halflife
+        return 1.0 if halflife is None else halflife / (halflife + len(self.history))
 
     def _remember(self, results: Sequence[tuple[Indices, float]]) -> None:
         if not results:

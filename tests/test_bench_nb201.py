@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from l2l.bench.nb201 import run_strategy, top_threshold
+from l2l.bench.nb201 import RunResult, queries_to_match, run_strategy, top_threshold
 from l2l.states import JobState, TrialState
 from l2l.store import Store
 from search_spaces import SpaceError, get_space
@@ -130,11 +130,15 @@ def test_every_query_is_a_completed_told_trial_of_a_real_job(sqlite_store: Store
 
 def test_the_test_column_is_read_only_after_each_search_ends(sqlite_store: Store) -> None:
     table = RecordingTable(sqlite_store)
-    run_strategy("evolution", "cifar10", budget=10, runs=3, table=table, store=sqlite_store)
-    assert len(table.test_reads) == 3  # one read per run: the picked cell
-    for run, seen in enumerate(table.test_reads):
-        assert seen["valid_lookups"] >= 10 * (run + 1)  # that run's ten queries were looked up
-        assert seen["jobs_finished"] == [True] * (run + 1)  # its job (and every earlier one) had ended
+    result = run_strategy("evolution", "cifar10", budget=10, runs=3, table=table, store=sqlite_store)
+    # one read per cell a run picked or would have picked had it stopped earlier
+    picks_per_run = [len({t for t in run.test_so_far if t is not None}) for run in result.runs]
+    assert len(table.test_reads) == sum(picks_per_run)
+    reads = iter(table.test_reads)
+    for run, picks in enumerate(picks_per_run):
+        for seen in itertools.islice(reads, picks):
+            assert seen["valid_lookups"] >= 10 * (run + 1)  # that run's ten queries were looked up
+            assert seen["jobs_finished"] == [True] * (run + 1)  # its job (and every earlier one) had ended
 
 
 def test_learning_strategies_beat_random_on_a_planted_table(planted: RecordingTable) -> None:
@@ -157,6 +161,29 @@ def test_queries_to_the_top_percent(planted: RecordingTable) -> None:
     assert run.queries_to_top == (hit[0] if hit else None)
 
 
+def test_the_test_accuracy_so_far_follows_the_best_reward_so_far(planted: RecordingTable) -> None:
+    run = run_strategy("random", "cifar10", budget=20, runs=1, table=planted).runs[0]
+    # every planted cell's test accuracy is its validation accuracy less 1.5 points
+    assert run.test_so_far == pytest.approx([100 * best - 1.5 for best in run.best_so_far])
+    assert run.test_so_far[-1] == run.test_accuracy
+
+
+def test_queries_to_match_the_strongest_peer(planted: RecordingTable) -> None:
+    def fake(curve: list[float]) -> RunResult:
+        run = run_strategy("random", "cifar10", budget=len(curve), runs=1, table=planted).runs[0]
+        run.test_so_far = list(curve)
+        return run
+
+    fast = [fake([80.0, 85.0, 86.0, 87.0]), fake([70.0, 85.0, 88.0, 89.0])]  # mean 75, 85, 87, 88
+    slow = [fake([60.0, 70.0, 80.0, 86.0])]
+    weak = [fake([50.0, 60.0, 70.0, 75.0])]
+    matches = queries_to_match({"fast": fast, "slow": slow, "weak": weak})
+    assert matches["fast"]["peer"] == "slow" and matches["fast"]["peer_test_mean"] == 86.0
+    assert matches["fast"]["queries"] == 3  # 87 >= 86 at query 3
+    assert matches["slow"]["peer"] == "fast" and matches["slow"]["queries"] is None  # never reaches 88
+    assert matches["weak"]["peer"] == "fast" and matches["fast"]["test_curve"] == [75.0, 85.0, 87.0, 88.0]
+
+
 def test_the_command_line_writes_results_and_draws_them(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -173,8 +200,10 @@ def test_the_command_line_writes_results_and_draws_them(
     assert summary["runs"] == 2 and summary["test_mean"] > 0 and summary["seconds_per_query"] > 0
     run = document["strategies"]["random"]["runs"][0]
     assert params_from_arch_str(run["arch"]) and len(run["best_so_far"]) == 6
-    assert {"index", "reward", "test_accuracy", "queries_to_top"} <= set(run)
-    assert "| random |" in capsys.readouterr().out
+    assert {"index", "reward", "test_accuracy", "queries_to_top", "test_so_far"} <= set(run)
+    assert document["queries_to_match"]["random"]["peer"] == "evolution"
+    printed = capsys.readouterr().out
+    assert "| random |" in printed and "random: mean test accuracy of the pick reaches evolution's" in printed
 
     png = tmp_path / "curves.png"
     assert main(["bench", "plot", str(out), str(out), "--out", str(png)]) == 0

@@ -119,6 +119,22 @@ def test_it_finds_the_planted_optimum_far_faster_than_random_search() -> None:
     assert late_model > late_random + 0.3, (late_model, late_random)
 
 
+def test_interleaved_model_picks_beat_the_policy_draws_between_them() -> None:
+    # before initial_trials results, from interleave_from on, proposals alternate: the reward
+    # model's pick (even offsets), then a policy draw
+    picks, draws = [], []
+    for seed in range(3):
+        strategy, noise = make(seed=seed, initial_trials=60, interleave_from=10), random.Random(seed)
+        for told in range(60):
+            proposal = strategy.ask()
+            assert isinstance(proposal, Proposal)
+            hits = sum(proposal.params[f"d{i}"] == level for i, level in enumerate(PLANTED))
+            if told >= 30:  # the model has seen enough to be useful
+                (picks if (told - 10) % 2 == 0 else draws).append(hits)
+            strategy.tell(proposal.id, Result(hits / len(PLANTED) + noise.gauss(0.0, 0.05)))
+    assert statistics.mean(picks) > statistics.mean(draws) + 1.0, (picks, draws)
+
+
 def test_the_policy_learns_the_planted_levels() -> None:
     strategy = make(seed=6)
     drive(strategy, 150, [], random.Random(5))
@@ -142,6 +158,8 @@ def test_refuses_a_state_saved_for_another_space_or_config() -> None:
         ({"policy_candidates": 0, "mutation_candidates": 0}, "at least 1 together with mutation_candidates"),
         ({"model_learning_rate": 0}, "'model_learning_rate' must be a number > 0"),
         ({"double_mutation": 1.5}, r"'double_mutation' must be a number in \[0, 1\]"),
+        ({"interleave_from": 1}, r"'interleave_from' must be null or an integer in \[2, 100000\]"),
+        ({"warm_prior_halflife": 0}, "'warm_prior_halflife' must be null or a number > 0"),
     ],
 )
 def test_bad_options_say_what_to_fix(options: dict[str, Any], message: str) -> None:

@@ -159,6 +159,30 @@ def test_a_warm_started_model_based_search_finds_the_optimum_in_fewer_queries() 
     assert statistics.mean(warm) < statistics.mean(cold) / 2, (warm, cold)
 
 
+def test_a_warm_start_still_finds_an_optimum_the_earlier_job_did_not_have() -> None:
+    moved = [PLANTED[0], PLANTED[1], (PLANTED[2] + 2) % 5, PLANTED[3], (PLANTED[4] + 1) % 5, PLANTED[5]]
+
+    def reward(params: dict[str, Any], noise: random.Random) -> float:
+        hits = sum(params[f"d{i}"] == level for i, level in enumerate(moved))
+        return hits / len(moved) + noise.gauss(0.0, 0.05)
+
+    found = []
+    for seed in range(3):
+        source = _model_based(seed)
+        _search(source, 60, _planted(1.0, 0.0), random.Random(seed))
+        target = _model_based(100 + seed)
+        target.warm_start(json.loads(json.dumps(source.get_state())))
+        noise, hit = random.Random(seed), None
+        for query in range(1, 81):
+            proposal = target.ask()
+            assert isinstance(proposal, Proposal)
+            if hit is None and [proposal.params[f"d{i}"] for i in range(len(moved))] == moved:
+                hit = query
+            target.tell(proposal.id, Result(reward(proposal.params, noise)))
+        found.append(hit)
+    assert all(hit is not None for hit in found), found
+
+
 def test_a_warm_start_carries_no_pending_proposals_and_its_state_round_trips() -> None:
     source = _model_based(0)
     _search(source, 20, _planted(1.0, 0.0), random.Random(0))

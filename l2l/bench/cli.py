@@ -119,6 +119,11 @@ def run_bench(args: argparse.Namespace) -> int:
             f"{label}: Pareto front (valid accuracy vs {entry['runs'][0]['cost_metric']}) of "
             f"{summary['pareto_front_size_mean']:.1f} trials, hypervolume {summary['hypervolume_mean']:.4f}"
         )
+    for label, match in document.get("queries_to_match", {}).items():
+        print(
+            f"{label}: mean test accuracy of the pick reaches {match['peer']}'s "
+            f"{match['peer_test_mean']:.2f}% (after {args.budget} queries) at query {match['queries']}"
+        )
     for label, effect in document.get("warm_start", {}).items():
         print(
             f"{label}: cold reaches its final mean valid {effect['target_valid_mean']:.2f}% at query "

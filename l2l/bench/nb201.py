@@ -14,6 +14,10 @@ reward); after ``budget`` queries the architecture with the best reward seen is 
 fraction the trial reported. ``std`` is the population standard deviation (``np.std``),
 as in the benchmark's scripts.
 
+:func:`queries_to_match` says how many queries each strategy's mean test accuracy of the
+pick needs to reach the final (``budget``-query) mean of the strongest other strategy in
+the same benchmark run.
+
 With ``warm_start_from`` (another dataset), each run first searches that dataset cold
 and then searches ``dataset`` as a job warm-started from that one (``"warm_start":
 {"job_id": N}``); :func:`warm_start_effect` compares such runs with cold ones.
@@ -96,6 +100,9 @@ class RunResult:
     pareto_front: list[dict[str, Any]] = field(default_factory=list)
     cost_metric: str = "parameters"
     hypervolume: float = 0.0
+    #: Test accuracy (%) of the cell the search would have picked after query 1, 2, ..., budget
+    #: (None before any success), read from the table only after the search has ended.
+    test_so_far: list[float | None] = field(default_factory=list)
 
 
 @dataclass
@@ -262,6 +269,7 @@ def run_benchmark(
         "objective": dict(objective) if objective else None,
         "strategies": {},
     }
+    cold: dict[str, list[RunResult]] = {}
     for entry in strategies:
         name, options = (entry, {}) if isinstance(entry, str) else (entry[0], dict(entry[1]))
         label = name if not options else f"{name} {options}"
@@ -270,6 +278,7 @@ def run_benchmark(
         )
         result = run_strategy(name, dataset, **common)  # type: ignore[arg-type]
         document["strategies"][label] = _entry(name, options, result, budget)
+        cold[label] = result.runs
         if warm_start_from is not None:
             warm = run_strategy(name, dataset, warm_start_from=warm_start_from, **common)  # type: ignore[arg-type]
             warm_label = f"{label} warm from {warm_start_from}"
@@ -278,8 +287,39 @@ def run_benchmark(
                 "from": warm_start_from,
                 **warm_start_effect(result.runs, warm.runs),
             }
+    if len(cold) > 1:
+        document["queries_to_match"] = queries_to_match(cold)
     document["reference"] = _reference(table, dataset)
     return document
+
+
+def queries_to_match(results: Mapping[str, Sequence[RunResult]]) -> dict[str, dict[str, Any]]:
+    """Per strategy: how soon its mean test accuracy of the pick reaches the strongest peer's final one.
+
+    The peer is the other strategy with the highest mean test accuracy after the last query
+    (the score the benchmark reports); ``queries`` is the first query at which this strategy's
+    mean over runs of ``test_so_far`` is at least that score, None if it never gets there.
+    Cold runs only: the same seeds, the same budget, so the curves are comparable.
+    """
+    curves = {label: _mean_test_curve(runs) for label, runs in results.items()}
+    matches = {}
+    for label, curve in curves.items():
+        peers = {other: other_curve[-1] for other, other_curve in curves.items() if other != label}
+        peer = max(peers, key=peers.__getitem__)
+        target = peers[peer]
+        matches[label] = {
+            "peer": peer,
+            "peer_test_mean": target,
+            "queries": next((q + 1 for q, value in enumerate(curve) if value >= target - 1e-9), None),
+            "test_curve": curve,
+        }
+    return matches
+
+
+def _mean_test_curve(runs: Sequence[RunResult]) -> list[float]:
+    """Mean test accuracy (%) of the pick after each query (a run with no pick yet counts 0)."""
+    budget = min(len(run.test_so_far) for run in runs)
+    return [statistics.fmean(run.test_so_far[q] or 0.0 for run in runs) for q in range(budget)]
 
 
 def _entry(name: str, options: Mapping[str, Any], result: StrategyResult, budget: int) -> dict[str, Any]:
@@ -344,20 +384,28 @@ def _judge(
     trials, _ = store.list_trials(job_id)
     best: float | None = None
     best_so_far: list[float | None] = []
+    # the cell the search would pick after each query (ties: the earliest, as the job picks)
+    pick: str | None = None
+    pick_so_far: list[str | None] = []
     queries_to_top = None
     for trial in trials:
         if trial.reward is not None:
-            best = trial.reward if best is None else max(best, trial.reward)
+            if best is None or trial.reward > best:
+                best = trial.reward
+                pick = arch_str(trial.params)
             if queries_to_top is None and trial.reward >= threshold / 100.0:
                 queries_to_top = trial.number + 1
         best_so_far.append(best)
+        pick_so_far.append(pick)
     if job.best_trial_id is None:
         raise RuntimeError(f"job {job_id} ended ({job.state.value}: {job.reason}) without a completed trial")
     picked = store.get_trial(job.best_trial_id)
     assert picked.state is TrialState.COMPLETED and picked.reward is not None
     arch = arch_str(picked.params)
-    # The search is over: only now is the test column read, for the one picked cell.
-    test = table.test_accuracy(arch, dataset)
+    # The search is over: only now is the test column read, for the picked cell and for the
+    # cells it would have picked had it stopped earlier (each read once).
+    tests = {cell: table.test_accuracy(cell, dataset) for cell in dict.fromkeys(pick_so_far) if cell}
+    test = tests[arch] if arch in tests else table.test_accuracy(arch, dataset)
     return RunResult(
         seed=seed,
         index=table.index(arch),
@@ -370,6 +418,7 @@ def _judge(
         queries_to_top=queries_to_top,
         wall_seconds=0.0,
         job_id=job_id,
+        test_so_far=[tests[cell] if cell else None for cell in pick_so_far],
     )
 
 

@@ -9,10 +9,9 @@ from fastapi.responses import FileResponse
 
 from api.deps import JobDep, SettingsDep, StoreDep
 from api.routes.jobs import NOT_FOUND, UNAUTHORIZED
-from api.routes.trials import bearer_token
+from api.routes.trials import bearer_token, worker_report_errors
 from api.schemas import PlacementAccepted, Problem
 from l2l import placements, service
-from l2l.store import NotFound
 
 router = APIRouter(tags=["placement"])
 
@@ -64,18 +63,10 @@ def report_placement(
     authorization: Annotated[str | None, Header()] = None,
 ) -> PlacementAccepted:
     """A placement worker sends its result with its trial's token, before its final report."""
-    try:
+    with worker_report_errors(trial_id):
         artifact, changed = placements.report_placement(
             store, settings, trial_id, bearer_token(authorization), document
         )
-    except NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
-    except service.Forbidden as error:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from None
-    except service.NotRunning as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     return PlacementAccepted(
         job_id=artifact.job_id if artifact else store.get_trial(trial_id).job_id, changed=changed
     )

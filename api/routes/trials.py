@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, status
@@ -37,8 +39,18 @@ def report(
             "send the trial's report token as 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    try:
+    with worker_report_errors(trial_id):
         outcome = service.report_trial(store, trial_id, token, body.metrics, step=body.step, final=body.final)
+    return ReportAccepted(
+        trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
+    )
+
+
+@contextmanager
+def worker_report_errors(trial_id: int) -> Iterator[None]:
+    """The HTTP answer to each way a worker's report can be refused (every worker upload)."""
+    try:
+        yield
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"trial {trial_id} not found") from None
     except service.Forbidden as error:
@@ -47,9 +59,6 @@ def report(
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    return ReportAccepted(
-        trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
-    )
 
 
 def bearer_token(authorization: str | None) -> str | None:

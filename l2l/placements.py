@@ -22,11 +22,10 @@ from l2l.service import NotRunning, best_trial, check_report_token, job_kind, pl
 from l2l.settings import Settings
 from l2l.states import TrialState
 from l2l.store import Store, TrialFinished
+from l2l.uploads import chunks_up_to
 
 #: The artifact name of a placement job's result document.
 RESULT = "placement"
-
-CHUNK = 1 << 20
 
 
 class GraphTooLarge(GraphError):
@@ -76,16 +75,10 @@ def save_graph(
 
 
 def _read_limited(stream: BinaryIO, limit_mb: float) -> bytes:
-    limit = int(limit_mb * (1 << 20))
-    chunks, size = [], 0
-    while chunk := stream.read(CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise GraphTooLarge(f"the graph is larger than {limit_mb:g} MB, this service's limit")
-        chunks.append(chunk)
-    if size == 0:
+    raw = b"".join(chunks_up_to(stream, limit_mb, GraphTooLarge, "the graph"))
+    if not raw:
         raise GraphError("the uploaded graph is empty; send the JSON of {name, ops: [...]}")
-    return b"".join(chunks)
+    return raw
 
 
 # ------------------------------------------------------------------ placement jobs

@@ -13,6 +13,7 @@ import shutil
 import uuid
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -71,14 +72,25 @@ def save_upload(
         raise
 
 
-def _copy_limited(stream: BinaryIO, path: Path, limit_mb: float) -> None:
+def chunks_up_to(
+    stream: BinaryIO, limit_mb: float, too_large: Callable[[str], Exception], what: str = "the upload"
+) -> Iterator[bytes]:
+    """The stream in chunks, raising ``too_large(message)`` once more than ``limit_mb`` came:
+    an upload is never held or written whole before its size is known to be allowed."""
     limit = int(limit_mb * (1 << 20))
+    size = 0
+    while chunk := stream.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"{what} is larger than {limit_mb:g} MB, this service's limit")
+        yield chunk
+
+
+def _copy_limited(stream: BinaryIO, path: Path, limit_mb: float) -> None:
     written = 0
     with path.open("wb") as out:
-        while chunk := stream.read(CHUNK):
+        for chunk in chunks_up_to(stream, limit_mb, UploadTooLarge):
             written += len(chunk)
-            if written > limit:
-                raise UploadTooLarge(f"the upload is larger than {limit_mb:g} MB, this service's limit")
             out.write(chunk)
     if written == 0:
         raise DatasetError("the uploaded file is empty")

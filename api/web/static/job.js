@@ -13,7 +13,6 @@
   const API = "/jobs/" + jobId;
   const POLL_MS = 2000;
   const PAGE = 50;
-  const SVG = "http://www.w3.org/2000/svg";
   const FINISHED_JOB = ["completed", "failed", "cancelled"];
   const FINISHED_TRIAL = ["completed", "failed", "cancelled"];
 
@@ -31,17 +30,7 @@
   const fmt = (x, digits) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits === undefined ? 4 : digits));
   const plural = (n, word) => n.toLocaleString("en") + " " + word + (n === 1 ? "" : "s");
 
-  function el(tag, attrs, children) {
-    const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = value;
-      else if (key === "class" && !tag.startsWith("svg:")) node.className = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children || []) if (child) node.append(child);
-    return node;
-  }
+  const { el } = window.L2LDom;
 
   async function getJSON(url, options) {
     const response = await fetch(url, Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, options || {}));

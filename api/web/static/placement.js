@@ -5,7 +5,6 @@
 (function () {
   "use strict";
 
-  const SVG = "http://www.w3.org/2000/svg";
   // Distinct, colour-blind-friendly hues (Okabe–Ito first), then more for big clusters.
   const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#7a6fbf", "#8c6d31",
     "#3b8b8b", "#b04a5a", "#5a7d2a", "#6b6b6b"];
@@ -18,17 +17,7 @@
   const ms = (x) => (typeof x === "number" ? (x >= 100 ? x.toFixed(1) : x.toPrecision(4)) + " ms" : "does not fit");
   const r1 = (v) => Math.round(v * 10) / 10;
 
-  function el(tag, attrs, children) {
-    const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4)) : document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "text") node.textContent = value;
-      else if (key === "class" && !tag.startsWith("svg:")) node.className = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children || []) if (child) node.append(child);
-    return node;
-  }
+  const { el } = window.L2LDom;
 
   function deviceIndex(doc) {
     const index = new Map(doc.devices.map((name, d) => [name, d]));

@@ -161,8 +161,8 @@ class ModelBasedConfig:
     model's pick instead of a policy draw (``None``: none is). The model's early picks find good
     cells sooner; the draws between them keep its training data broad. On NAS-Bench-201 (100
     seeds) 10 cut the queries to match Optuna's 100-query score from 55/52/52 to 51/47/46
-    (CIFAR-10/100/ImageNet16) at about the same final score; 8, 12 and 16 did worse. A warm
-    start's prior counts as results, so with one the model picks every proposal."""
+    (CIFAR-10/100/ImageNet16) at about the same final score; 8, 12 and 16 did worse. In a
+    warm-started job the model takes every second proposal from the first one on."""
 
     policy_candidates: int = 100
     """Candidates drawn from the policy for each proposal."""

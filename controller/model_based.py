@@ -4,8 +4,8 @@ Reads top to bottom:
 
 1. ``ask()``: until ``initial_trials`` results are in, propose a draw from the policy
    (uniform at first), or from ``interleave_from`` results on every second time the
-   reward model's pick (a warm start's prior counts as results). For the model's picks
-   build a pool of candidates, ``policy_candidates`` draws from the policy plus
+   reward model's pick (in a warm-started job from the first proposal on). For the
+   model's picks build a pool of candidates, ``policy_candidates`` draws from the policy plus
    ``mutation_candidates`` mutations (one or two decisions moved) of the best ``parents``
    trials so far, drop every configuration already proposed, and let the reward model
    pick one: each candidate's score is a draw from ``N(mean, (exploration * std)^2)`` of
@@ -24,15 +24,18 @@ one-hot encoding of each decision's level, so any space works. A configuration i
 never proposed twice; when every one has been, ``ask()`` returns FINISHED.
 
 Warm start (:meth:`warm_start`) from an earlier job on the same decisions carries over
-its policy logits and reward-model weights, and keeps its history as a *prior*: each
-configuration with the normal score of its reward's rank within that job (another
-dataset's rewards are on another scale, ranks are not). The prior joins the reward
-model's training data and the parents of mutations, and its best ``parents``
-configurations are candidates too, so the model decides whether they are worth
-re-evaluating here; the job's own history, pending proposals and "seen" set start empty.
-The prior's targets fade as the job's own results come in (``warm_prior_halflife``): the
-earlier job's favourites are a good start, but this dataset's best cells may lie
-elsewhere, and a prior that never fades keeps the search where the earlier job was.
+its reward-model weights and keeps its history as a *prior*: each configuration with the
+normal score of its reward's rank within that job (another dataset's rewards are on
+another scale, ranks are not). The prior joins the reward model's training data and the
+parents of mutations, and its best ``parents`` configurations are candidates too, so the
+model decides whether they are worth re-evaluating here; the job's own history, pending
+proposals and "seen" set start empty. The prior's targets fade as the job's own results
+come in (``warm_prior_halflife``). The earlier job's policy is *not* carried over, and
+until ``initial_trials`` own results the model picks only every second proposal (the
+first included) and uniform policy draws fill the others: the earlier job's favourites
+are a good start, but this dataset's best cells may lie elsewhere, and a search that
+only exploits the earlier job's knowledge stays where that job was (on NAS-Bench-201
+CIFAR-10 -> CIFAR-100 the runs whose CIFAR-10 search had stalled stalled again).
 
 All randomness comes from ``self.rng``: each ``ask`` and ``tell`` seeds a numpy
 generator from it, so the state (history, policy and model arrays, rng) pins down
@@ -113,7 +116,7 @@ class ModelBasedController(Strategy):
         if len(self.seen) >= self.size:
             return FINISHED
         rng = np.random.default_rng(self.rng.getrandbits(63))
-        if self._model_picks(len(self.history) + len(self._prior_t)):
+        if self._model_picks():
             choice = self._choose(rng)
         else:
             choice = self._first_unseen(self._sample_policy(rng, max(self.config.policy_candidates, 1)))
@@ -124,12 +127,14 @@ class ModelBasedController(Strategy):
         self.seen.add(choice)
         return proposal
 
-    def _model_picks(self, results: int) -> bool:
-        """Whether the reward model picks the proposal made after ``results`` results (a warm
-        start's prior counts: its model picks from the first proposal on)."""
+    def _model_picks(self) -> bool:
+        """Whether the reward model picks the next proposal rather than a policy draw."""
         cfg = self.config
+        results = len(self.history)
         if results >= max(cfg.initial_trials, 2):
             return True
+        if len(self._prior_t):  # warm: the model knows the prior, so it takes turns from the start
+            return results % 2 == 0
         start = cfg.interleave_from
         return start is not None and results >= start and (results - start) % 2 == 0
 
@@ -296,15 +301,14 @@ class ModelBasedController(Strategy):
     # ---- warm start --------------------------------------------------------------------
 
     def warm_start(self, previous_state: Mapping[str, Any]) -> None:
-        """Carry over an earlier job's policy, reward model and (ranked) history; see the module."""
+        """Carry over an earlier job's reward model and (ranked) history; see the module."""
         self.model.load(
             {name: _decode(data) for name, data in previous_state["model"].items()},
             previous_state["model_step"],
         )
-        logits = _decode(previous_state["policy"]["logits"])
-        if logits.shape != (self.width,):
+        if _decode(previous_state["policy"]["logits"]).shape != (self.width,):
             raise ValueError("the earlier job's policy does not fit this space")
-        self.logits = logits
+        # the policy starts uniform here: see the module docstring
         self._set_prior([(row, reward) for row, reward in previous_state["history"]], ranked=True)
 
     def _set_prior(self, pairs: Sequence[tuple[Sequence[int], float]], ranked: bool) -> None:

@@ -183,6 +183,17 @@ def test_a_warm_start_still_finds_an_optimum_the_earlier_job_did_not_have() -> N
     assert all(hit is not None for hit in found), found
 
 
+def test_a_warm_start_keeps_the_earlier_model_and_history_but_not_its_policy() -> None:
+    source = _model_based(0)
+    _search(source, 40, _planted(1.0, 0.0), random.Random(0))
+    assert max(max(p) for p in source.policy_probabilities()) > 0.5  # the source's policy has settled
+    target = _model_based(1)
+    target.warm_start(json.loads(json.dumps(source.get_state())))
+    # a fresh, uniform policy: its draws keep this job's own data broad
+    assert all(p == pytest.approx([0.2] * 5) for p in target.policy_probabilities())
+    assert target.get_state()["model"] == source.get_state()["model"]
+
+
 def test_a_warm_start_carries_no_pending_proposals_and_its_state_round_trips() -> None:
     source = _model_based(0)
     _search(source, 20, _planted(1.0, 0.0), random.Random(0))

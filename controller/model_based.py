@@ -306,9 +306,8 @@ class ModelBasedController(Strategy):
             {name: _decode(data) for name, data in previous_state["model"].items()},
             previous_state["model_step"],
         )
-        if _decode(previous_state["policy"]["logits"]).shape != (self.width,):
-            raise ValueError("the earlier job's policy does not fit this space")
-        # the policy starts uniform here: see the module docstring
+        # the earlier policy is not used (the policy starts uniform: see the module docstring);
+        # the model's load above already refuses a state saved for another space
         self._set_prior([(row, reward) for row, reward in previous_state["history"]], ranked=True)
 
     def _set_prior(self, pairs: Sequence[tuple[Sequence[int], float]], ranked: bool) -> None:

@@ -109,6 +109,9 @@ class ModelBasedController(Strategy):
         self._prior_rows = self._rows.copy()
         self._prior_x = self._x.copy()
         self._prior_t = self._y.copy()
+        # every configuration (one-hot rows), built on the first pick that scores them all
+        self._grid_x: np.ndarray | None = None
+        self._radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]]).astype(np.int64)
 
     # ---- ask ---------------------------------------------------------------------------
 
@@ -141,19 +144,63 @@ class ModelBasedController(Strategy):
     def _choose(self, rng: np.random.Generator) -> Indices | None:
         """The candidate the reward model likes best, or None if every candidate was seen."""
         cfg = self.config
+        if self._scores_whole_space():
+            return self._choose_from_whole_space(rng)
         pool = [self._sample_policy(rng, cfg.policy_candidates), self._mutate_best(rng)]
         if len(self._prior_t):
             pool.append(self._prior_rows[np.argsort(-self._prior_t, kind="stable")[: cfg.parents]])
         candidates = self._unseen_rows(np.concatenate(pool))
         if not len(candidates):
             return None
-        predictions = self.model.predict(self._one_hot(candidates)).astype(np.float64)
-        mean, std = predictions.mean(axis=0), predictions.std(axis=0)
-        if cfg.acquisition == "thompson":
-            score = mean + cfg.exploration * std * rng.standard_normal(len(mean))
-        else:
-            score = mean + cfg.exploration * std
+        score = self._acquisition(self.model.predict(self._one_hot(candidates)), rng)
         return tuple(int(i) for i in candidates[int(np.argmax(score))])
+
+    def _scores_whole_space(self) -> bool:
+        """Whether this pick's candidates are every configuration not proposed yet.
+
+        Counted in proposals, not results, so that proposals made while others are in
+        flight still take turns, and a restored state takes the same turns.
+        """
+        cfg = self.config
+        return (
+            self.size <= cfg.whole_space_limit
+            and len(self.history) >= cfg.whole_space_from
+            and len(self.proposed) % cfg.whole_space_every == 0
+        )
+
+    def _choose_from_whole_space(self, rng: np.random.Generator) -> Indices | None:
+        """The best-scored configuration of the whole space not proposed yet.
+
+        Mutations and policy draws stay near what the search has seen: a search that has
+        settled in a good basin needs a candidate several decisions away to leave it, and
+        the reward model's Thompson draw over every configuration is what finds one.
+        """
+        if self._grid_x is None:
+            self._grid_x = self._one_hot(self._grid())
+        score = self._acquisition(self.model.predict(self._grid_x), rng)
+        score[
+            self._codes(np.array(self.proposed, dtype=np.int64).reshape(-1, len(self.cardinalities)))
+        ] = -np.inf
+        code = int(np.argmax(score))
+        if score[code] == -np.inf:
+            return None
+        return tuple(int(i) for i in (code // self._radix) % self.cardinalities)
+
+    def _acquisition(self, predictions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Each candidate's score from the members' predictions (``members x candidates``)."""
+        cfg = self.config
+        mean, std = predictions.mean(axis=0, dtype=np.float64), predictions.std(axis=0, dtype=np.float64)
+        if cfg.acquisition == "thompson":
+            return mean + cfg.exploration * std * rng.standard_normal(len(mean))
+        return mean + cfg.exploration * std
+
+    def _grid(self) -> np.ndarray:
+        """Every configuration, row ``code`` being the one whose mixed-radix code is ``code``."""
+        codes = np.arange(self.size, dtype=np.int64)
+        return (codes[:, None] // self._radix) % self.cardinalities
+
+    def _codes(self, rows: np.ndarray) -> np.ndarray:
+        return rows @ self._radix
 
     def _sample_policy(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """``count`` draws from the policy, one row of level indices each."""
@@ -210,10 +257,7 @@ class ModelBasedController(Strategy):
             if row not in self.seen:
                 return row
         if self.size <= _ENUMERATE_LIMIT:
-            codes = np.arange(self.size)
-            radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]])
-            grid = (codes[:, None] // radix) % self.cardinalities
-            unseen = self._unseen_rows(grid)
+            unseen = self._unseen_rows(self._grid())
             return tuple(int(i) for i in unseen[int(rng.integers(0, len(unseen)))])
         while True:  # a space this large cannot be nearly exhausted in practice
             row = tuple(int(i) for i in (rng.random(len(self.cardinalities)) * self.cardinalities))

@@ -22,6 +22,7 @@ import numpy as np
 
 _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
 _TINY = np.float32(1e-30)
+_PREDICT_BLOCK = 1024
 
 
 class MlpEnsemble:
@@ -73,12 +74,25 @@ class MlpEnsemble:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Each member's prediction for the rows of ``x`` (``n x inputs``): shape ``members x n``."""
-        h = x.astype(np.float32)
-        for layer in range(self.num_layers):
-            h = h @ self.weights[f"w{layer}"] + self.weights[f"b{layer}"]
-            if layer < self.num_layers - 1:
-                h = np.maximum(h, 0.0)
-        return h[..., 0]
+        x = x.astype(np.float32, copy=False)
+        out = np.empty((self.members, len(x)), np.float32)
+        # in blocks of rows whose activations stay in cache, written into two buffers made
+        # once per call: scoring a whole space of 15,625 configurations this way takes half
+        # the time of one piece, whose temporaries are fresh memory (page faults) every time
+        rows = min(len(x), _PREDICT_BLOCK)
+        buffers = [np.empty((self.members, rows, self.shapes["w0"][2]), np.float32) for _ in range(2)]
+        last = self.num_layers - 1
+        for start in range(0, len(x), _PREDICT_BLOCK):
+            h = x[start : start + _PREDICT_BLOCK]
+            count = len(h)
+            for layer in range(last):
+                h = np.matmul(h, self.weights[f"w{layer}"], out=buffers[layer % 2][:, :count])
+                h += self.weights[f"b{layer}"]
+                np.maximum(h, 0.0, out=h)
+            out[:, start : start + _PREDICT_BLOCK] = (
+                h @ self.weights[f"w{last}"] + self.weights[f"b{last}"]
+            )[..., 0]
+        return out
 
     def train(self, x: np.ndarray, y: np.ndarray, steps: int, batch: int, rng: np.random.Generator) -> float:
         """``steps`` Adam steps, each member on its own minibatch of ``batch`` rows drawn

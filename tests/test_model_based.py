@@ -7,11 +7,13 @@ particular to this one. No mocks: real strategies, real (planted) rewards.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import statistics
 from typing import Any
 
+import numpy as np
 import pytest
 
 from controller import FINISHED, Proposal, Result, Strategy, StrategyError, check_options, create_strategy
@@ -135,6 +137,50 @@ def test_interleaved_model_picks_beat_the_policy_draws_between_them() -> None:
     assert statistics.mean(picks) > statistics.mean(draws) + 1.0, (picks, draws)
 
 
+def test_a_whole_space_pick_is_the_best_scored_configuration_not_yet_proposed() -> None:
+    # greedy on the ensemble's mean, every proposal from the 10th result on scores the whole space
+    strategy = make(seed=3, exploration=0.0, whole_space_from=10, whole_space_every=1)
+    drive(strategy, 40, [], random.Random(6))
+    model = strategy.model  # type: ignore[attr-defined]
+    grid = list(itertools.product(range(5), repeat=len(PLANTED)))  # mixed-radix order, d0 slowest
+    one_hot = np.zeros((len(grid), 5 * len(PLANTED)), np.float32)
+    for code, row in enumerate(grid):
+        one_hot[code, [5 * d + level for d, level in enumerate(row)]] = 1.0
+    mean = model.predict(one_hot).mean(axis=0)
+    proposed = set(strategy.proposed)  # type: ignore[attr-defined]
+    expected = max((code for code in range(len(grid)) if grid[code] not in proposed), key=lambda c: mean[c])
+
+    proposal = strategy.ask()
+    assert isinstance(proposal, Proposal)
+    assert tuple(proposal.params[f"d{i}"] for i in range(len(PLANTED))) == grid[expected]
+
+
+def test_whole_space_picks_take_every_second_turn_and_only_in_a_small_enough_space() -> None:
+    strategy = make(seed=4, whole_space_from=10)
+    drive(strategy, 30, [], random.Random(7))
+    turns = []
+    for _ in range(6):
+        turns.append(strategy._scores_whole_space())  # type: ignore[attr-defined]
+        proposal = strategy.ask()
+        assert isinstance(proposal, Proposal)
+        strategy.tell(proposal.id, Result(planted_reward(proposal.params, random.Random(0))))
+    assert turns in ([True, False] * 3, [False, True] * 3)
+    small_limit = make(seed=4, whole_space_from=10, whole_space_limit=5**6 - 1)
+    drive(small_limit, 30, [], random.Random(7))
+    assert not small_limit._scores_whole_space()  # type: ignore[attr-defined]
+
+
+def test_the_reward_model_predicts_the_same_in_blocks_as_row_by_row() -> None:
+    strategy = make(seed=1)
+    drive(strategy, 20, [], random.Random(8))
+    model = strategy.model  # type: ignore[attr-defined]
+    x = (np.random.default_rng(0).random((5000, 30)) < 0.2).astype(np.float32)  # over two blocks
+    whole = model.predict(x)
+    rows = np.concatenate([model.predict(x[i : i + 1]) for i in range(0, 5000, 997)], axis=1)
+    assert whole.shape == (model.members, 5000)
+    np.testing.assert_allclose(whole[:, ::997], rows, rtol=1e-5, atol=1e-6)
+
+
 def test_the_policy_learns_the_planted_levels() -> None:
     strategy = make(seed=6)
     drive(strategy, 150, [], random.Random(5))
@@ -160,6 +206,8 @@ def test_refuses_a_state_saved_for_another_space_or_config() -> None:
         ({"double_mutation": 1.5}, r"'double_mutation' must be a number in \[0, 1\]"),
         ({"interleave_from": 1}, r"'interleave_from' must be null or an integer in \[2, 100000\]"),
         ({"warm_prior_halflife": 0}, "'warm_prior_halflife' must be null or a number > 0"),
+        ({"whole_space_limit": -1}, r"'whole_space_limit' must be an integer in \[0, 1048576\]"),
+        ({"whole_space_every": 0}, r"'whole_space_every' must be an integer in \[1, 100000\]"),
     ],
 )
 def test_bad_options_say_what_to_fix(options: dict[str, Any], message: str) -> None:

@@ -85,7 +85,7 @@ def run_one(
             hit = query
         curve.append(pick_test)
         valid_curve.append(best_valid)
-    per_query = (elapsed / budget, statistics.mean(last))
+    per_query = (elapsed / budget, statistics.mean(last), max(last))
     return curve, hit, per_query, len(seen), best_valid, valid_curve, strategy
 
 
@@ -131,8 +131,9 @@ def main() -> None:
             f"  match optuna-mv({OPTUNA_MV[ds]}) at {match}"
             f"  mean@{'/'.join(map(str, CHECKPOINTS))} "
             + "/".join(f"{mean_curve[q - 1]:.2f}" for q in CHECKPOINTS if q <= len(mean_curve))
-            + f"  ask+tell {1000 * statistics.mean(t for t, _ in times):.2f} ms"
-            f" (last 100, CPU: {1000 * statistics.mean(t for _, t in times):.2f} ms)"
+            + f"  ask+tell {1000 * statistics.mean(t for t, _, _ in times):.2f} ms"
+            f" (last 100, CPU: {1000 * statistics.mean(t for _, t, _ in times):.2f} ms mean,"
+            f" {1000 * max(t for _, _, t in times):.2f} ms max)"
             f"  dup-free {min(uniques) == args.budget}",
             flush=True,
         )

@@ -10,7 +10,11 @@ Reads top to bottom:
    trials so far, drop every configuration already proposed, and let the reward model
    pick one: each candidate's score is a draw from ``N(mean, (exploration * std)^2)`` of
    the ensemble's predictions (independent Thompson sampling), or ``mean + exploration *
-   std`` (UCB); the best score is proposed.
+   std`` (UCB); the best score is proposed. In a small space (``whole_space_limit``),
+   from ``whole_space_from`` results on every ``whole_space_every``-th proposal scores
+   every configuration not proposed yet instead: policy draws and mutations stay near
+   what the search has seen, and a search settled in a good basin needs a candidate
+   several decisions away to leave it.
 2. ``tell()``: the result joins the history (a failure is skipped, or scored
    ``failure_reward``). The reward model takes ``train_steps`` Adam steps on the whole
    history (targets are the rewards turned into normal scores of their ranks, so a few

@@ -66,6 +66,10 @@ Indices = tuple[int, ...]
 #: hitting configurations already proposed.
 _ENUMERATE_LIMIT = 1 << 18
 
+#: The most one-hot cells (configurations x encoding width) a whole-space pick keeps in
+#: memory, 32 MB: a space of few configurations can still have decisions of many levels.
+_GRID_CELLS = 1 << 23
+
 _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
 
 
@@ -168,6 +172,7 @@ class ModelBasedController(Strategy):
         cfg = self.config
         return (
             self.size <= cfg.whole_space_limit
+            and self.size * self.width <= _GRID_CELLS
             and len(self.history) >= cfg.whole_space_from
             and len(self.proposed) % cfg.whole_space_every == 0
         )

@@ -168,6 +168,11 @@ def test_whole_space_picks_take_every_second_turn_and_only_in_a_small_enough_spa
     small_limit = make(seed=4, whole_space_from=10, whole_space_limit=5**6 - 1)
     drive(small_limit, 30, [], random.Random(7))
     assert not small_limit._scores_whole_space()  # type: ignore[attr-defined]
+    # few configurations but a wide encoding: 4,000 x 4,000 one-hot cells are not kept
+    wide = make(
+        space=SearchSpace("wide", (Choice("a", tuple(range(4000))),), "tests:unused"), whole_space_from=0
+    )
+    assert not wide._scores_whole_space()  # type: ignore[attr-defined]
 
 
 def test_the_reward_model_predicts_the_same_in_blocks_as_row_by_row() -> None:

@@ -177,8 +177,9 @@ class ModelBasedController(Strategy):
             and len(self.proposed) % cfg.whole_space_every == 0
         )
 
-    def _choose_from_whole_space(self, rng: np.random.Generator) -> Indices | None:
-        """The best-scored configuration of the whole space not proposed yet.
+    def _choose_from_whole_space(self, rng: np.random.Generator) -> Indices:
+        """The best-scored configuration of the whole space not proposed yet (``ask`` has
+        already returned FINISHED if there is none).
 
         Mutations and policy draws stay near what the search has seen: a search that has
         settled in a good basin needs a candidate several decisions away to leave it, and
@@ -191,8 +192,6 @@ class ModelBasedController(Strategy):
             self._codes(np.array(self.proposed, dtype=np.int64).reshape(-1, len(self.cardinalities)))
         ] = -np.inf
         code = int(np.argmax(score))
-        if score[code] == -np.inf:
-            return None
         return tuple(int(i) for i in (code // self._radix) % self.cardinalities)
 
     def _acquisition(self, predictions: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from l2l.bench.nb201 import RunResult, queries_to_match, run_strategy, top_threshold
+from l2l.bench.nb201 import RunResult, matches_from_curves, queries_to_match, run_strategy, top_threshold
 from l2l.states import JobState, TrialState
 from l2l.store import Store
 from search_spaces import SpaceError, get_space
@@ -184,6 +184,23 @@ def test_queries_to_match_the_strongest_peer(planted: RecordingTable) -> None:
     assert matches["weak"]["peer"] == "fast" and matches["fast"]["test_curve"] == [75.0, 85.0, 87.0, 88.0]
 
 
+def test_the_match_interval_is_one_query_when_the_runs_agree() -> None:
+    matches = matches_from_curves({"a": [[1.0, 2.0, 3.0, 4.0]] * 5, "b": [[0.0, 1.0, 2.0, 3.0]] * 5})
+    assert matches["a"]["queries"] == 3 and matches["a"]["queries_interval"] == [3, 3]
+    assert matches["b"]["queries"] is None and matches["b"]["queries_interval"] == [None, None]
+
+
+def test_the_match_interval_spreads_with_the_runs() -> None:
+    # run j of "ramp" jumps to 10 at query j: its mean after query q is q, so it reaches the
+    # peer's 5.0 at query 5; a resample with more early (late) runs gets there sooner (later)
+    ramp = [[0.0] * (j - 1) + [10.0] * (11 - j) for j in range(1, 11)]
+    matches = matches_from_curves({"ramp": ramp, "flat": [[5.0] * 10] * 10})
+    low, high = matches["ramp"]["queries_interval"]
+    assert matches["ramp"]["queries"] == 5
+    assert 1 <= low < 5 < high <= 10
+    assert matches_from_curves({"ramp": ramp, "flat": [[5.0] * 10] * 10}) == matches  # a fixed generator
+
+
 def test_the_command_line_writes_results_and_draws_them(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -204,6 +221,12 @@ def test_the_command_line_writes_results_and_draws_them(
     assert document["queries_to_match"]["random"]["peer"] == "evolution"
     printed = capsys.readouterr().out
     assert "| random |" in printed and "random: mean test accuracy of the pick reaches evolution's" in printed
+
+    assert "90% bootstrap interval over the seeds" in printed
+    assert main(["bench", "match", str(out)]) == 0
+    assert "random: mean test accuracy of the pick reaches evolution's" in capsys.readouterr().out
+    assert main(["bench", "match", str(table)]) == 2
+    assert "is not a results file" in capsys.readouterr().err
 
     png = tmp_path / "curves.png"
     assert main(["bench", "plot", str(out), str(out), "--out", str(png)]) == 0

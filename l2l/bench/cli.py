@@ -70,6 +70,12 @@ def add_bench_parser(commands: Any) -> None:
     )
     check.add_argument("--devices", type=int, default=4, help="virtual CPU devices (default 4)")
     check.add_argument("--steps", type=int, default=20, help="timed steps per placement (default 20)")
+    match = which.add_parser(
+        "match",
+        help="queries each strategy of a results file needs to match its strongest peer, "
+        "with a bootstrap interval",
+    )
+    match.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
     plot.add_argument("--out", required=True, help="the PNG to write")
@@ -89,6 +95,8 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
         print(format_report(report))
         return 0
+    if args.bench_command == "match":
+        return _print_matches_of_files(args.results)
     if args.bench_command == "plot":
         from l2l.bench.plot import load_results, plot_curves
 
@@ -119,17 +127,47 @@ def run_bench(args: argparse.Namespace) -> int:
             f"{label}: Pareto front (valid accuracy vs {entry['runs'][0]['cost_metric']}) of "
             f"{summary['pareto_front_size_mean']:.1f} trials, hypervolume {summary['hypervolume_mean']:.4f}"
         )
-    for label, match in document.get("queries_to_match", {}).items():
-        print(
-            f"{label}: mean test accuracy of the pick reaches {match['peer']}'s "
-            f"{match['peer_test_mean']:.2f}% (after {args.budget} queries) at query {match['queries']}"
-        )
+    _print_matches(document.get("queries_to_match", {}), args.budget)
     for label, effect in document.get("warm_start", {}).items():
         print(
             f"{label}: cold reaches its final mean valid {effect['target_valid_mean']:.2f}% at query "
             f"{effect['cold_queries']}; warm-started from {effect['from']} at query {effect['warm_queries']}"
         )
     print(f"wrote {out}")
+    return 0
+
+
+def _print_matches(matches: dict[str, Any], budget: int) -> None:
+    for label, match in matches.items():
+        low, high = (query or "never" for query in match["queries_interval"])
+        queries = match["queries"]
+        reached = f"at query {queries}" if queries else f"within none of the {budget} queries"
+        print(
+            f"{label}: mean test accuracy of the pick reaches {match['peer']}'s "
+            f"{match['peer_test_mean']:.2f}% (after {budget} queries) {reached} "
+            f"(90% bootstrap interval over the seeds: {low} to {high})"
+        )
+
+
+def _print_matches_of_files(paths: list[str]) -> int:
+    """Recompute "queries to match" from the runs in results files (older files lack the interval)."""
+    from l2l.bench.nb201 import matches_from_curves
+
+    for path in paths:
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+            curves = {
+                label: [[value or 0.0 for value in run["test_so_far"]] for run in entry["runs"]]
+                for label, entry in document["strategies"].items()
+            }
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"l2l: {path} is not a results file of `l2l bench nb201` ({error})", file=sys.stderr)
+            return 2
+        if len(curves) < 2:
+            print(f"l2l: {path} holds one strategy; matching needs two or more", file=sys.stderr)
+            return 2
+        print(f"{path} ({document['dataset']}, {document['runs']} runs):")
+        _print_matches(matches_from_curves(curves), document["budget"])
     return 0
 
 

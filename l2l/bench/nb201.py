@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from controller import extra_strategy, strategy_names
 from controller.config import KerasTunerBOConfig
 from l2l.inline_executor import InlineExecutor
@@ -70,6 +72,9 @@ LARGEST_CELL = {name: OPS[3] for name in EDGE_NAMES}
 
 #: The share of the space (best by validation accuracy) that "queries to the top" counts toward.
 TOP_FRACTION = 0.01
+
+#: Resamples of the seeds behind the bootstrap interval of "queries to match".
+BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass
@@ -296,30 +301,62 @@ def run_benchmark(
 def queries_to_match(results: Mapping[str, Sequence[RunResult]]) -> dict[str, dict[str, Any]]:
     """Per strategy: how soon its mean test accuracy of the pick reaches the strongest peer's final one.
 
-    The peer is the other strategy with the highest mean test accuracy after the last query
-    (the score the benchmark reports); ``queries`` is the first query at which this strategy's
-    mean over runs of ``test_so_far`` is at least that score, None if it never gets there.
-    Cold runs only: the same seeds, the same budget, so the curves are comparable.
+    Cold runs only: the same seeds, the same budget, so the curves are comparable. See
+    :func:`matches_from_curves` for what each entry holds.
     """
-    curves = {label: _mean_test_curve(runs) for label, runs in results.items()}
+    return matches_from_curves(
+        {
+            label: [[value or 0.0 for value in run.test_so_far] for run in runs]
+            for label, runs in results.items()
+        }
+    )
+
+
+def matches_from_curves(curves: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, dict[str, Any]]:
+    """Per strategy, from each run's test accuracy (%) of the pick after every query (run ``i``
+    of every strategy used seed ``i``; 0 before any pick):
+
+    * ``peer``: the other strategy with the highest mean test accuracy after the last query
+      (the score the benchmark reports), and ``peer_test_mean``, that score;
+    * ``queries``: the first query at which this strategy's mean over runs reaches it, None if
+      it never does;
+    * ``queries_interval``: the 5th and 95th percentiles of ``queries`` over
+      :data:`BOOTSTRAP_RESAMPLES` resamples of the seeds (drawn with replacement, the same
+      seeds for both strategies, a fixed generator), None for a bound past the budget. Near
+      the crossing both mean curves are nearly flat, so a few lucky or unlucky runs move it
+      by several queries: this says by how many;
+    * ``test_curve``: the mean curve.
+    """
+    arrays = {label: np.asarray(runs, dtype=np.float64) for label, runs in curves.items()}
+    seeds = min(len(array) for array in arrays.values())
+    resamples = np.random.default_rng(0).integers(0, seeds, size=(BOOTSTRAP_RESAMPLES, seeds))
     matches = {}
-    for label, curve in curves.items():
-        peers = {other: other_curve[-1] for other, other_curve in curves.items() if other != label}
-        peer = max(peers, key=peers.__getitem__)
-        target = peers[peer]
+    for label, array in arrays.items():
+        finals = {other: float(runs[:, -1].mean()) for other, runs in arrays.items() if other != label}
+        peer = max(finals, key=finals.__getitem__)
+        curve = array.mean(axis=0)
+        resampled_targets = arrays[peer][resamples, -1].mean(axis=1)
+        resampled_queries = _first_reach(array[resamples].mean(axis=1), resampled_targets)
+        low, high = np.percentile(resampled_queries, [5, 95], method="nearest")
+        budget = array.shape[1]
         matches[label] = {
             "peer": peer,
-            "peer_test_mean": target,
-            "queries": next((q + 1 for q, value in enumerate(curve) if value >= target - 1e-9), None),
-            "test_curve": curve,
+            "peer_test_mean": finals[peer],
+            "queries": _as_query(_first_reach(curve[None], np.array([finals[peer]]))[0], budget),
+            "queries_interval": [_as_query(low, budget), _as_query(high, budget)],
+            "test_curve": curve.tolist(),
         }
     return matches
 
 
-def _mean_test_curve(runs: Sequence[RunResult]) -> list[float]:
-    """Mean test accuracy (%) of the pick after each query (a run with no pick yet counts 0)."""
-    budget = min(len(run.test_so_far) for run in runs)
-    return [statistics.fmean(run.test_so_far[q] or 0.0 for run in runs) for q in range(budget)]
+def _first_reach(curves: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per row of ``curves``, the first query (1-based) reaching its target; budget + 1 if none does."""
+    reached = curves >= targets[:, None] - 1e-9
+    return np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, curves.shape[1] + 1)
+
+
+def _as_query(query: float, budget: int) -> int | None:
+    return int(query) if query <= budget else None
 
 
 def _entry(name: str, options: Mapping[str, Any], result: StrategyResult, budget: int) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The protocol of NAS-Bench-201's scripts: the search sees only the validation accuracy;
 after ``budget`` queries it picks the best-validation architecture it saw and is scored
 by that architecture's test accuracy. Prints the mean +- std over seeds per dataset,
-the queries needed to reach the top 1% (by validation), and the ask+tell time.
+the queries needed to reach the top 1% (by validation), the first query at which a run
+has tried one of the 10 best cells and the best one, and the ask+tell time.
 
     .venv/bin/python bench/dev_strong_controller.py model_based --seeds 30 --datasets c10 c100
     .venv/bin/python bench/dev_strong_controller.py model_based --options '{"train_steps": 10}'
@@ -108,10 +109,14 @@ def main() -> None:
     for ds in args.datasets:
         table, threshold, top = tables[ds]
         curves, hits, times, uniques, found = [], [], [], [], 0
+        tenth = sorted((valid for valid, _ in table.values()), reverse=True)[9]
+        to_top10, to_best = [], []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            curve, hit, per_query, unique, best, _, _ = run_one(
+            curve, hit, per_query, unique, best, valid_curve, _ = run_one(
                 args.strategy, options, seed, table, threshold, args.budget
             )
+            to_top10.append(_first_query(valid_curve, tenth, args.budget))
+            to_best.append(_first_query(valid_curve, top, args.budget))
             curves.append(curve)
             hits.append(hit)
             times.append(per_query)
@@ -131,12 +136,24 @@ def main() -> None:
             f"  match optuna-mv({OPTUNA_MV[ds]}) at {match}"
             f"  mean@{'/'.join(map(str, CHECKPOINTS))} "
             + "/".join(f"{mean_curve[q - 1]:.2f}" for q in CHECKPOINTS if q <= len(mean_curve))
+            + "  first query at a top-10 cell / the best cell, median (quartiles): "
+            + f"{_median_quartiles(to_top10)} / {_median_quartiles(to_best)}"
             + f"  ask+tell {1000 * statistics.mean(t for t, _, _ in times):.2f} ms"
             f" (last 100, CPU: {1000 * statistics.mean(t for _, t, _ in times):.2f} ms mean,"
             f" {1000 * max(t for _, _, t in times):.2f} ms max)"
             f"  dup-free {min(uniques) == args.budget}",
             flush=True,
         )
+
+
+def _first_query(best_so_far: list[float], value: float, budget: int) -> int:
+    """The first query whose best-so-far reaches ``value``; ``budget + 1`` if none does."""
+    return next((q + 1 for q, best in enumerate(best_so_far) if best >= value), budget + 1)
+
+
+def _median_quartiles(queries: list[int]) -> str:
+    low, median, high = np.percentile(queries, [25, 50, 75])
+    return f"{median:g} ({low:g}-{high:g})"
 
 
 def compare_warm_start(args: argparse.Namespace, options: dict, tables: dict) -> None:

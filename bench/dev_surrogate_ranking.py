@@ -17,13 +17,12 @@ true top 50. Models:
 
 The GPs' hyperparameters are the best of a small grid by marginal likelihood.
 
-    .venv/bin/python bench/dev_surrogate_ranking.py c10 --draws 40
+    .venv/bin/python bench/dev_surrogate_ranking.py cifar10 --draws 40
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.model_based import _normal_scores  # noqa: E402
 from controller.reward_model import MlpEnsemble  # noqa: E402
-from search_spaces.nb201 import NB201_CELL, params_from_arch_str  # noqa: E402
+from search_spaces.nb201 import NB201_CELL, TABULAR_DATASETS, params_from_arch_str  # noqa: E402
+from search_spaces.nb201_table import load_table  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201" / "nb201_12ep.csv"
 SPACE = NB201_CELL.space()
 DECISIONS, LEVELS = 6, 5
 
@@ -110,12 +109,12 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("dataset", choices=["c10", "c100", "in16"])
+    parser.add_argument("dataset", choices=TABULAR_DATASETS)
     parser.add_argument("--draws", type=int, default=40)
     args = parser.parse_args()
-    rows = list(csv.DictReader(DATA.open()))
-    cells = np.array([SPACE.to_indices(params_from_arch_str(r["arch_str"])) for r in rows])
-    valid = np.array([float(r[f"{args.dataset}_valid_12ep"]) for r in rows])
+    table = load_table()  # $L2L_NB201_TABLE or ../shared, as the benchmark reads it
+    cells = np.array([SPACE.to_indices(params_from_arch_str(arch)) for arch in table.archs()])
+    valid = np.array(table.valid_column(args.dataset))
     one_hot = np.zeros((len(cells), DECISIONS * LEVELS), np.float32)
     one_hot[np.arange(len(cells))[:, None], np.arange(DECISIONS) * LEVELS + cells] = 1.0
     true_rank = np.argsort(np.argsort(-valid))
@@ -139,12 +138,12 @@ def main() -> None:
                         int((true_rank[favourites] < 50).sum()),
                     )
                 )
-        for name, rows_ in scores.items():
-            table = np.array(rows_, dtype=float)
+        for name, per_draw in scores.items():
+            results = np.array(per_draw, dtype=float)
             print(
-                f"{args.dataset} n={n} {name:10s} Spearman {table[:, 0].mean():.3f}"
-                f"  true rank of its favourite: median {np.median(table[:, 1]):.0f}"
-                f"  favourites in the true top 50: {table[:, 2].mean():.2f} of 10",
+                f"{args.dataset} n={n} {name:10s} Spearman {results[:, 0].mean():.3f}"
+                f"  true rank of its favourite: median {np.median(results[:, 1]):.0f}"
+                f"  favourites in the true top 50: {results[:, 2].mean():.2f} of 10",
                 flush=True,
             )
 

@@ -152,22 +152,26 @@ def _print_matches(matches: dict[str, Any], budget: int) -> None:
 def _print_matches_of_files(paths: list[str]) -> int:
     """Recompute "queries to match" from the runs in results files (older files lack the interval)."""
     from l2l.bench.nb201 import matches_from_curves
+    from l2l.bench.plot import load_results
 
     for path in paths:
         try:
-            document = json.loads(Path(path).read_text(encoding="utf-8"))
+            document = load_results([path])[0]
             curves = {
-                label: [[value or 0.0 for value in run["test_so_far"]] for run in entry["runs"]]
+                label: [run["test_so_far"] for run in entry["runs"]]
                 for label, entry in document["strategies"].items()
             }
+            if len(curves) < 2:
+                print(f"l2l: {path} holds one strategy; matching needs two or more", file=sys.stderr)
+                return 2
+            matches = matches_from_curves(curves)
+            header = f"{path} ({document['dataset']}, {document['runs']} runs):"
+            budget = document["budget"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             print(f"l2l: {path} is not a results file of `l2l bench nb201` ({error})", file=sys.stderr)
             return 2
-        if len(curves) < 2:
-            print(f"l2l: {path} holds one strategy; matching needs two or more", file=sys.stderr)
-            return 2
-        print(f"{path} ({document['dataset']}, {document['runs']} runs):")
-        _print_matches(matches_from_curves(curves), document["budget"])
+        print(header)
+        _print_matches(matches, budget)
     return 0
 
 

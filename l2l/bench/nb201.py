@@ -222,7 +222,7 @@ def warm_start_effect(cold: Sequence[RunResult], warm: Sequence[RunResult]) -> d
     target = cold_curve[-1]
 
     def reach(curve: list[float]) -> int | None:
-        return next((q + 1 for q, value in enumerate(curve) if value >= target - 1e-9), None)
+        return _as_query(_first_reach(np.array([curve]), np.array([target]))[0], len(curve))
 
     return {
         "target_valid_mean": target,
@@ -304,17 +304,14 @@ def queries_to_match(results: Mapping[str, Sequence[RunResult]]) -> dict[str, di
     Cold runs only: the same seeds, the same budget, so the curves are comparable. See
     :func:`matches_from_curves` for what each entry holds.
     """
-    return matches_from_curves(
-        {
-            label: [[value or 0.0 for value in run.test_so_far] for run in runs]
-            for label, runs in results.items()
-        }
-    )
+    return matches_from_curves({label: [run.test_so_far for run in runs] for label, runs in results.items()})
 
 
-def matches_from_curves(curves: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, dict[str, Any]]:
+def matches_from_curves(
+    curves: Mapping[str, Sequence[Sequence[float | None]]],
+) -> dict[str, dict[str, Any]]:
     """Per strategy, from each run's test accuracy (%) of the pick after every query (run ``i``
-    of every strategy used seed ``i``; 0 before any pick):
+    of every strategy used seed ``i``; None, counted as 0, before any pick):
 
     * ``peer``: the other strategy with the highest mean test accuracy after the last query
       (the score the benchmark reports), and ``peer_test_mean``, that score;
@@ -327,7 +324,10 @@ def matches_from_curves(curves: Mapping[str, Sequence[Sequence[float]]]) -> dict
       by several queries: this says by how many;
     * ``test_curve``: the mean curve.
     """
-    arrays = {label: np.asarray(runs, dtype=np.float64) for label, runs in curves.items()}
+    arrays = {
+        label: np.array([[value or 0.0 for value in run] for run in runs], dtype=np.float64)
+        for label, runs in curves.items()
+    }
     seeds = min(len(array) for array in arrays.values())
     resamples = np.random.default_rng(0).integers(0, seeds, size=(BOOTSTRAP_RESAMPLES, seeds))
     matches = {}

@@ -7,7 +7,8 @@ Reads top to bottom:
    reward model's pick (in a warm-started job from the first proposal on). For the
    model's picks build a pool of candidates, ``policy_candidates`` draws from the policy plus
    ``mutation_candidates`` mutations (one or two decisions moved) of the best ``parents``
-   trials so far, drop every configuration already proposed, and let the reward model
+   trials so far, drop every configuration that builds a network already proposed (by
+   the space's canonical form, if it names one: see below), and let the reward model
    pick one: each candidate's score is a draw from ``N(mean, (exploration * std)^2)`` of
    the ensemble's predictions (independent Thompson sampling), or ``mean + exploration *
    std`` (UCB); the best score is proposed. In a small space (``whole_space_limit``),
@@ -26,6 +27,14 @@ Reads top to bottom:
 The policy works on the discrete view (``space.cardinalities``), the model on the
 one-hot encoding of each decision's level, so any space works. A configuration is
 never proposed twice; when every one has been, ``ask()`` returns FINISHED.
+
+Where the space names a canonical form (``SearchSpace.canonical``: on NAS-Bench-201,
+edges that no input-to-output path uses are written ``none`` and interchangeable middle
+nodes are ordered), the model sees each configuration's form, so what one name of a
+network teaches holds for all its names, and a configuration whose form was proposed
+before (the same network, trained again) is proposed only when no new network is left.
+On NAS-Bench-201 that cut the queries to Optuna's 100-query score by 3 to 7 (see the
+README).
 
 Warm start (:meth:`warm_start`) from an earlier job on the same decisions carries over
 its reward-model weights and keeps its history as a *prior*: each configuration with the
@@ -56,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from controller.base import FINISHED, Ask, Result, Strategy
+from controller.canonical_forms import canonical_forms
 from controller.config import ModelBasedConfig
 from controller.reward_model import MlpEnsemble
 from search_spaces.spec import SearchSpace
@@ -107,6 +117,11 @@ class ModelBasedController(Strategy):
         #: every configuration ever proposed (told, failed or pending), in order
         self.proposed: list[Indices] = []
         self.seen: set[Indices] = set()
+        # the space's canonical forms (None: every configuration is its own), and the forms
+        # of everything proposed: a configuration whose form was proposed builds a network
+        # already trained, so it is proposed only once no other is left
+        self._forms = canonical_forms(space)
+        self._seen_forms: set[Indices] = set()
         #: (configuration, reward) of every result that teaches something, in order told
         self.history: list[tuple[Indices, float]] = []
         # the history as arrays (level indices, one-hot rows, rewards), kept in step with it
@@ -117,8 +132,10 @@ class ModelBasedController(Strategy):
         self._prior_rows = self._rows.copy()
         self._prior_x = self._x.copy()
         self._prior_t = self._y.copy()
-        # every configuration (one-hot rows), built on the first pick that scores them all
+        # every configuration (one-hot rows) and the code of its form, built on the first
+        # pick that scores them all
         self._grid_x: np.ndarray | None = None
+        self._grid_form_codes: np.ndarray | None = None
         self._radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]]).astype(np.int64)
 
     # ---- ask ---------------------------------------------------------------------------
@@ -136,7 +153,15 @@ class ModelBasedController(Strategy):
         proposal = self._propose(self.space.from_indices(list(choice)))
         self.proposed.append(choice)
         self.seen.add(choice)
+        self._seen_forms.add(self._form(choice))
         return proposal
+
+    def _form(self, row: Indices) -> Indices:
+        return row if self._forms is None else self._forms.form(row)
+
+    def _is_new(self, row: Indices) -> bool:
+        """Whether ``row`` builds a network not proposed yet (its form is new)."""
+        return self._form(row) not in self._seen_forms
 
     def _model_picks(self) -> bool:
         """Whether the reward model picks the next proposal rather than a policy draw."""
@@ -185,12 +210,16 @@ class ModelBasedController(Strategy):
         settled in a good basin needs a candidate several decisions away to leave it, and
         the reward model's Thompson draw over every configuration is what finds one.
         """
-        if self._grid_x is None:
-            self._grid_x = self._one_hot(self._grid())
+        if self._grid_x is None or self._grid_form_codes is None:
+            grid = self._grid()
+            self._grid_x = self._one_hot(grid)
+            self._grid_form_codes = self._codes(grid if self._forms is None else self._forms.forms(grid))
         score = self._acquisition(self.model.predict(self._grid_x), rng)
-        score[
-            self._codes(np.array(self.proposed, dtype=np.int64).reshape(-1, len(self.cardinalities)))
-        ] = -np.inf
+        taken = np.isin(self._grid_form_codes, self._codes(self._as_rows(self._seen_forms)))
+        if taken.all():  # every network was proposed: take another name of one
+            taken = np.zeros(self.size, bool)
+            taken[self._codes(self._as_rows(self.proposed))] = True
+        score[taken] = -np.inf
         code = int(np.argmax(score))
         return tuple(int(i) for i in (code // self._radix) % self.cardinalities)
 
@@ -209,6 +238,9 @@ class ModelBasedController(Strategy):
 
     def _codes(self, rows: np.ndarray) -> np.ndarray:
         return rows @ self._radix
+
+    def _as_rows(self, configurations: Sequence[Indices] | set[Indices]) -> np.ndarray:
+        return np.array(list(configurations), dtype=np.int64).reshape(-1, len(self.cardinalities))
 
     def _sample_policy(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """``count`` draws from the policy, one row of level indices each."""
@@ -245,27 +277,33 @@ class ModelBasedController(Strategy):
         return rows[np.argsort(-scores, kind="stable")[:count]]
 
     def _unseen_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The rows that build networks not proposed yet, one row per network."""
         keep, fresh = [], set()
         for i, row in enumerate(map(tuple, rows.tolist())):
-            if row not in self.seen and row not in fresh:
-                fresh.add(row)
+            form = self._form(row)
+            if form not in self._seen_forms and form not in fresh:
+                fresh.add(form)
                 keep.append(i)
         return rows[keep]
 
     def _first_unseen(self, rows: np.ndarray) -> Indices | None:
         for row in map(tuple, rows.tolist()):
-            if row not in self.seen:
+            if self._is_new(row):
                 return row
         return None
 
     def _random_unseen(self, rng: np.random.Generator) -> Indices:
-        """A uniformly drawn configuration not proposed before (the space is not exhausted)."""
+        """A uniformly drawn configuration not proposed before (the space is not exhausted),
+        one that builds a new network while there is one."""
         for _ in range(64):
             row = tuple(int(i) for i in (rng.random(len(self.cardinalities)) * self.cardinalities))
-            if row not in self.seen:
+            if self._is_new(row):
                 return row
         if self.size <= _ENUMERATE_LIMIT:
-            unseen = self._unseen_rows(self._grid())
+            grid = self._grid()
+            unseen = self._unseen_rows(grid)
+            if not len(unseen):  # every network was proposed: another name of one
+                unseen = grid[[tuple(row) not in self.seen for row in grid.tolist()]]
             return tuple(int(i) for i in unseen[int(rng.integers(0, len(unseen)))])
         while True:  # a space this large cannot be nearly exhausted in practice
             row = tuple(int(i) for i in (rng.random(len(self.cardinalities)) * self.cardinalities))
@@ -339,6 +377,10 @@ class ModelBasedController(Strategy):
         self.logits = self.logits + cfg.policy_learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPSILON)
 
     def _one_hot(self, rows: np.ndarray) -> np.ndarray:
+        """The reward model's input: the one-hot levels of each row's canonical form, so
+        that what it learns from one name of a network holds for all of them."""
+        if self._forms is not None:
+            rows = self._forms.forms(rows)
         x = np.zeros((len(rows), self.width), dtype=np.float32)
         x[np.arange(len(rows))[:, None], self.offsets + rows] = 1.0
         return x
@@ -407,6 +449,7 @@ class ModelBasedController(Strategy):
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.proposed = [tuple(int(i) for i in row) for row in state["proposed"]]
         self.seen = set(self.proposed)
+        self._seen_forms = {self._form(row) for row in self.proposed}
         self.history = []
         self._rows = self._rows[:0]
         self._x = self._x[:0]

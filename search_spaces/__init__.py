@@ -84,6 +84,8 @@ def check_space_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     space = _space_without_keras(spec, kind)
     if kind == "stored":
         _check_module_exists(space.builder.partition(":")[0], f"builder {space.builder!r}")
+        if space.canonical is not None:
+            _check_module_exists(space.canonical.partition(":")[0], f"canonical {space.canonical!r}")
     data = space.to_dict()
     try:
         json.dumps(data)

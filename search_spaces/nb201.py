@@ -115,4 +115,5 @@ NB201_CELL = Template(
         "tabular": TABULAR_RULE,
     },
     input_kinds=frozenset({"image"}),
+    canonical="search_spaces.nb201_canonical:canonical_cell",
 )

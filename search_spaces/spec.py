@@ -193,6 +193,10 @@ class SearchSpace:
     builder: str
     settings: Mapping[str, Any] = field(default_factory=dict)
     input_kinds: frozenset[str] = frozenset({"tabular", "image"})
+    #: ``"module:function"``, ``canonical(params, settings) -> params``: the same network's
+    #: values in a canonical form, equal for configurations that build equal networks
+    #: (pure Python, no Keras). Strategies use it to avoid training one network twice.
+    canonical: str | None = None
 
     def __post_init__(self) -> None:
         if not self.decisions:
@@ -203,6 +207,8 @@ class SearchSpace:
             raise SpaceError(f"search space {self.name!r} repeats decisions {duplicates}")
         if ":" not in self.builder:
             raise SpaceError(f"builder {self.builder!r} must look like 'module:function'")
+        if self.canonical is not None and ":" not in self.canonical:
+            raise SpaceError(f"canonical {self.canonical!r} must look like 'module:function'")
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -245,15 +251,43 @@ class SearchSpace:
             raise SpaceError(f"cannot load builder {self.builder!r}: {error}") from error
         return builder
 
+    def canonical_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
+        """The level indices of the canonical form of the configuration ``indices``.
+
+        Equal for configurations that build the same network; ``indices`` itself when the
+        space names no canonical form, or when the form is not a configuration of this
+        space (a value outside a decision's options): then nothing is merged, which is
+        never wrong, only less thorough.
+        """
+        indices = tuple(int(i) for i in indices)
+        if self.canonical is None:
+            return indices
+        form = self._load_canonical()(self.from_indices(indices), self.settings)
+        try:
+            return tuple(self.to_indices(form))
+        except (SpaceError, KeyError):
+            return indices
+
+    def _load_canonical(self) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]:
+        assert self.canonical is not None
+        module_name, _, function_name = self.canonical.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), function_name)  # type: ignore[no-any-return]
+        except (ImportError, AttributeError) as error:
+            raise SpaceError(f"cannot load canonical form {self.canonical!r}: {error}") from error
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description that :meth:`from_dict` turns back into an equal space."""
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "builder": self.builder,
             "settings": dict(self.settings),
             "input_kinds": sorted(self.input_kinds),
             "decisions": [d.to_dict() for d in self.decisions],
         }
+        if self.canonical is not None:  # written only when there is one, as spaces stored before it
+            data["canonical"] = self.canonical
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
@@ -265,6 +299,7 @@ class SearchSpace:
                 builder=str(data["builder"]),
                 settings=dict(data.get("settings") or {}),
                 input_kinds=frozenset(data.get("input_kinds") or ("tabular", "image")),
+                canonical=None if data.get("canonical") is None else str(data["canonical"]),
             )
         except KeyError as error:
             raise SpaceError(f"search space description is missing {error.args[0]!r}") from error

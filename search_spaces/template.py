@@ -61,6 +61,8 @@ class Template:
     decision_rules: Mapping[str, ValueRule]
     setting_rules: Mapping[str, ValueRule]
     input_kinds: frozenset[str] = field(default_factory=lambda: frozenset({"tabular", "image"}))
+    #: ``"module:function"`` of the space's canonical form (:attr:`SearchSpace.canonical`), if any.
+    canonical: str | None = None
 
     def space(self, settings: Mapping[str, Any] | None = None) -> SearchSpace:
         """The built-in space, every decision searched; ``settings`` override the defaults."""
@@ -70,6 +72,7 @@ class Template:
             builder=self.builder,
             settings=self.merged_settings(settings),
             input_kinds=self.input_kinds,
+            canonical=self.canonical,
         )
 
     def custom_space(
@@ -86,6 +89,7 @@ class Template:
             builder=self.builder,
             settings={**self.merged_settings(settings), FIXED_PARAMS: fixed},
             input_kinds=self.input_kinds,
+            canonical=self.canonical,
         )
 
     def merged_settings(self, settings: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from controller import FINISHED, Proposal, Result, Strategy, StrategyError, check_options, create_strategy
+from search_spaces.nb201 import NB201_CELL, params_from_arch_str
+from search_spaces.nb201_canonical import canonical_cell
 from search_spaces.spec import Choice, FloatRange, SearchSpace
 
 PLANTED = [3, 1, 4, 1, 0, 2]
@@ -224,3 +226,67 @@ def test_defaults_are_json_and_complete() -> None:
     options = check_options("model_based", {})
     assert json.loads(json.dumps(options)) == options
     assert options["acquisition"] == "thompson"
+
+
+# -- canonical forms: one network, one trial --------------------------------------------------------
+
+NB201 = NB201_CELL.space()
+
+
+def conv_reward(params: dict[str, Any], noise: random.Random) -> float:
+    """More 3x3 convolutions on edges that matter is better (a rough NAS-Bench-201 trend)."""
+    form = canonical_cell(params)
+    return sum(op == "nor_conv_3x3" for op in form.values()) / 6 + noise.gauss(0.0, 0.02)
+
+
+def run_nb201(strategy: Strategy, steps: int, noise: random.Random) -> list[dict[str, Any]]:
+    proposals = []
+    for _ in range(steps):
+        proposal = strategy.ask()
+        assert isinstance(proposal, Proposal)
+        proposals.append(proposal.params)
+        strategy.tell(proposal.id, Result(conv_reward(proposal.params, noise)))
+    return proposals
+
+
+def test_on_nb201_it_proposes_each_network_once_and_the_model_sees_one_input_for_all_its_names() -> None:
+    strategy = make(seed=2, space=NB201, initial_trials=10, whole_space_from=10)
+    proposals = run_nb201(strategy, 120, random.Random(5))
+    forms = [tuple(canonical_cell(params).values()) for params in proposals]
+    assert len(set(forms)) == 120
+    # node 1 cut off from the input: what leaves it does not matter, to the model either
+    names = [
+        "|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|",
+        "|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+    ]
+    rows = np.array([NB201.to_indices(params_from_arch_str(name)) for name in names])
+    x = strategy._one_hot(rows)  # type: ignore[attr-defined]
+    assert (x[0] == x[1]).all()
+    assert not (strategy._one_hot(rows[:, ::-1]) == x[0]).all()  # type: ignore[attr-defined]
+
+
+def test_another_name_of_a_network_comes_only_when_no_new_network_is_left() -> None:
+    # edge_2_1 stays the default cell's nor_conv_3x3; edge_1_0 = none cuts node 1 off, and
+    # then edge_3_1 does nothing: 4 configurations, 3 networks
+    space = NB201_CELL.custom_space(
+        "two-edges",
+        (Choice("edge_1_0", ("none", "nor_conv_3x3")), Choice("edge_3_1", ("none", "nor_conv_3x3"))),
+    )
+    for seed in range(4):
+        strategy, names = make(seed=seed, space=space, initial_trials=2), []
+        for _ in range(4):
+            proposal = strategy.ask()
+            assert isinstance(proposal, Proposal)
+            names.append((proposal.params["edge_1_0"], proposal.params["edge_3_1"]))
+            strategy.tell(proposal.id, Result(random.Random(seed).random()))
+        assert strategy.ask() is FINISHED
+        assert len(set(names)) == 4
+        assert {names[3]} & {("none", "none"), ("none", "nor_conv_3x3")}
+
+
+def test_a_restored_state_on_nb201_remembers_which_networks_were_proposed() -> None:
+    original = make(seed=7, space=NB201, whole_space_from=10)
+    run_nb201(original, 40, random.Random(9))
+    restored = make(seed=7, space=NB201, whole_space_from=10)
+    restored.set_state(roundtrip(original.get_state()))
+    assert run_nb201(restored, 20, random.Random(10)) == run_nb201(original, 20, random.Random(10))

@@ -204,6 +204,13 @@ class ModelBasedConfig:
     double_mutation: float = 0.5
     """Probability that a mutation moves a second decision as well."""
 
+    canonical_forms: bool = True
+    """Use the space's canonical form, where it names one (``SearchSpace.canonical``): the
+    reward model sees each configuration's form, and a network already proposed under
+    another name is proposed again only when no new network is left. False treats every
+    configuration as a network of its own. On NAS-Bench-201 the forms cut the queries to
+    Optuna's 100-query score from 51 / 55 to 48 / 44 (CIFAR-10 / CIFAR-100)."""
+
     acquisition: str = "thompson"
     """How the ensemble scores a candidate: ``"thompson"``, a draw from
     N(mean, (``exploration`` * std)^2) of the members' predictions; ``"ucb"``,

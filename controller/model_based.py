@@ -120,7 +120,7 @@ class ModelBasedController(Strategy):
         # the space's canonical forms (None: every configuration is its own), and the forms
         # of everything proposed: a configuration whose form was proposed builds a network
         # already trained, so it is proposed only once no other is left
-        self._forms = canonical_forms(space)
+        self._forms = canonical_forms(space) if cfg.canonical_forms else None
         self._seen_forms: set[Indices] = set()
         #: (configuration, reward) of every result that teaches something, in order told
         self.history: list[tuple[Indices, float]] = []

@@ -9,6 +9,8 @@ true top 50. Models:
 
 * ``mlp``: ``model_based``'s ensemble, trained as the controller trains it (20 Adam steps
   after each result, on everything so far);
+* ``mlp_forms``: the same on the one-hot of each cell's canonical form
+  (:mod:`search_spaces.nb201_canonical`), as ``model_based`` sees cells now;
 * ``gp_exp``: a Gaussian process with an exponential Hamming kernel ``s * exp(-d / l)``;
 * ``gp_degree2``: a GP with kernel ``a + b m / D + c m (m - 1) / (D (D - 1))`` of the
   number ``m`` of matching decisions: Bayesian regression on first- and second-order
@@ -103,6 +105,13 @@ def mlp_mean(one_hot: np.ndarray, seen: np.ndarray, y: np.ndarray, rng: np.rando
     return model.predict(one_hot).mean(axis=0)
 
 
+def encode(cells: np.ndarray) -> np.ndarray:
+    """The one-hot rows of cells given as level indices (``n x 6``)."""
+    one_hot = np.zeros((len(cells), DECISIONS * LEVELS), np.float32)
+    one_hot[np.arange(len(cells))[:, None], np.arange(DECISIONS) * LEVELS + cells] = 1.0
+    return one_hot
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
 
@@ -115,17 +124,24 @@ def main() -> None:
     table = load_table()  # $L2L_NB201_TABLE or ../shared, as the benchmark reads it
     cells = np.array([SPACE.to_indices(params_from_arch_str(arch)) for arch in table.archs()])
     valid = np.array(table.valid_column(args.dataset))
-    one_hot = np.zeros((len(cells), DECISIONS * LEVELS), np.float32)
-    one_hot[np.arange(len(cells))[:, None], np.arange(DECISIONS) * LEVELS + cells] = 1.0
+    one_hot = encode(cells)
+    forms_one_hot = encode(np.array([SPACE.canonical_indices(cell) for cell in cells]))
     true_rank = np.argsort(np.argsort(-valid))
     for n in (10, 20, 30):
-        scores: dict[str, list[tuple[float, int, int]]] = {"mlp": [], **{name: [] for name in KERNELS}}
+        scores: dict[str, list[tuple[float, int, int]]] = {
+            "mlp": [],
+            "mlp_forms": [],
+            **{name: [] for name in KERNELS},
+        }
         for draw in range(args.draws):
             rng = np.random.default_rng(draw)
             seen = rng.choice(len(cells), n, replace=False)
             unseen = np.ones(len(cells), bool)
             unseen[seen] = False
-            means = {"mlp": mlp_mean(one_hot, seen, valid[seen], np.random.default_rng(draw + 1000))}
+            means = {
+                "mlp": mlp_mean(one_hot, seen, valid[seen], np.random.default_rng(draw + 1000)),
+                "mlp_forms": mlp_mean(forms_one_hot, seen, valid[seen], np.random.default_rng(draw + 1000)),
+            }
             for name, (kernel, grid) in KERNELS.items():
                 means[name] = gp_mean(kernel, grid, cells, seen, valid[seen])
             for name, mean in means.items():

@@ -249,7 +249,7 @@ def run_nb201(strategy: Strategy, steps: int, noise: random.Random) -> list[dict
     return proposals
 
 
-def test_on_nb201_it_proposes_each_network_once_and_the_model_sees_one_input_for_all_its_names() -> None:
+def test_on_nb201_each_network_comes_once_and_the_model_sees_forms() -> None:
     strategy = make(seed=2, space=NB201, initial_trials=10, whole_space_from=10)
     proposals = run_nb201(strategy, 120, random.Random(5))
     forms = [tuple(canonical_cell(params).values()) for params in proposals]

@@ -86,7 +86,7 @@ def run_one(
             hit = query
         curve.append(pick_test)
         valid_curve.append(best_valid)
-    per_query = (elapsed / budget, statistics.mean(last), max(last))
+    per_query = (elapsed / budget, statistics.mean(last), max(last), sum(t > 0.020 for t in last), len(last))
     return curve, hit, per_query, len(seen), best_valid, valid_curve, strategy
 
 
@@ -138,9 +138,10 @@ def main() -> None:
             + "/".join(f"{mean_curve[q - 1]:.2f}" for q in CHECKPOINTS if q <= len(mean_curve))
             + "  first query at a top-10 cell / the best cell, median (quartiles): "
             + f"{_median_quartiles(to_top10)} / {_median_quartiles(to_best)}"
-            + f"  ask+tell {1000 * statistics.mean(t for t, _, _ in times):.2f} ms"
-            f" (last 100, CPU: {1000 * statistics.mean(t for _, t, _ in times):.2f} ms mean,"
-            f" {1000 * max(t for _, _, t in times):.2f} ms max)"
+            + f"  ask+tell {1000 * statistics.mean(t[0] for t in times):.2f} ms"
+            f" (last 100, CPU: {1000 * statistics.mean(t[1] for t in times):.2f} ms mean,"
+            f" {1000 * max(t[2] for t in times):.2f} ms max,"
+            f" {sum(t[3] for t in times)} of {sum(t[4] for t in times)} over 20 ms)"
             f"  dup-free {min(uniques) == args.budget}",
             flush=True,
         )

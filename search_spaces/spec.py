@@ -264,8 +264,8 @@ class SearchSpace:
             return indices
         form = self._load_canonical()(self.from_indices(indices), self.settings)
         try:
-            return tuple(self.to_indices(form))
-        except (SpaceError, KeyError):
+            return tuple(self.to_indices(self.validate(form)))
+        except SpaceError:
             return indices
 
     def _load_canonical(self) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]:

@@ -182,10 +182,13 @@ class ModelBasedController(Strategy):
         pool = [self._sample_policy(rng, cfg.policy_candidates), self._mutate_best(rng)]
         if len(self._prior_t):
             pool.append(self._prior_rows[np.argsort(-self._prior_t, kind="stable")[: cfg.parents]])
-        candidates = self._unseen_rows(np.concatenate(pool))
-        if not len(candidates):
+        rows = np.concatenate(pool)
+        forms = self._form_rows(rows)
+        keep = self._new_network_indices(forms)
+        if not keep:
             return None
-        score = self._acquisition(self.model.predict(self._one_hot(candidates)), rng)
+        candidates = rows[keep]
+        score = self._acquisition(self.model.predict(self._encode(forms[keep])), rng)
         return tuple(int(i) for i in candidates[int(np.argmax(score))])
 
     def _scores_whole_space(self) -> bool:
@@ -211,9 +214,9 @@ class ModelBasedController(Strategy):
         the reward model's Thompson draw over every configuration is what finds one.
         """
         if self._grid_x is None or self._grid_form_codes is None:
-            grid = self._grid()
-            self._grid_x = self._one_hot(grid)
-            self._grid_form_codes = self._codes(grid if self._forms is None else self._forms.forms(grid))
+            forms = self._form_rows(self._grid())
+            self._grid_x = self._encode(forms)
+            self._grid_form_codes = self._codes(forms)
         score = self._acquisition(self.model.predict(self._grid_x), rng)
         taken = np.isin(self._grid_form_codes, self._codes(self._as_rows(self._seen_forms)))
         if taken.all():  # every network was proposed: take another name of one
@@ -278,13 +281,16 @@ class ModelBasedController(Strategy):
 
     def _unseen_rows(self, rows: np.ndarray) -> np.ndarray:
         """The rows that build networks not proposed yet, one row per network."""
+        return rows[self._new_network_indices(self._form_rows(rows))]
+
+    def _new_network_indices(self, forms: np.ndarray) -> list[int]:
+        """Where in ``forms`` (rows' canonical forms) a network not proposed yet first appears."""
         keep, fresh = [], set()
-        for i, row in enumerate(map(tuple, rows.tolist())):
-            form = self._form(row)
+        for i, form in enumerate(map(tuple, forms.tolist())):
             if form not in self._seen_forms and form not in fresh:
                 fresh.add(form)
                 keep.append(i)
-        return rows[keep]
+        return keep
 
     def _first_unseen(self, rows: np.ndarray) -> Indices | None:
         for row in map(tuple, rows.tolist()):
@@ -379,8 +385,13 @@ class ModelBasedController(Strategy):
     def _one_hot(self, rows: np.ndarray) -> np.ndarray:
         """The reward model's input: the one-hot levels of each row's canonical form, so
         that what it learns from one name of a network holds for all of them."""
-        if self._forms is not None:
-            rows = self._forms.forms(rows)
+        return self._encode(self._form_rows(rows))
+
+    def _form_rows(self, rows: np.ndarray) -> np.ndarray:
+        return rows if self._forms is None else self._forms.forms(rows)
+
+    def _encode(self, rows: np.ndarray) -> np.ndarray:
+        """The one-hot levels of ``rows`` as they are."""
         x = np.zeros((len(rows), self.width), dtype=np.float32)
         x[np.arange(len(rows))[:, None], self.offsets + rows] = 1.0
         return x

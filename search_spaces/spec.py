@@ -243,12 +243,7 @@ class SearchSpace:
         return [_nearest_level(d, params[d.name]) for d in self.decisions]
 
     def load_builder(self) -> Builder:
-        module_name, _, function_name = self.builder.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            builder: Builder = getattr(module, function_name)
-        except (ImportError, AttributeError) as error:
-            raise SpaceError(f"cannot load builder {self.builder!r}: {error}") from error
+        builder: Builder = _load_reference(self.builder, "builder")
         return builder
 
     def canonical_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
@@ -262,19 +257,11 @@ class SearchSpace:
         indices = tuple(int(i) for i in indices)
         if self.canonical is None:
             return indices
-        form = self._load_canonical()(self.from_indices(indices), self.settings)
+        form = _load_reference(self.canonical, "canonical form")(self.from_indices(indices), self.settings)
         try:
             return tuple(self.to_indices(self.validate(form)))
         except SpaceError:
             return indices
-
-    def _load_canonical(self) -> Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]]:
-        assert self.canonical is not None
-        module_name, _, function_name = self.canonical.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), function_name)  # type: ignore[no-any-return]
-        except (ImportError, AttributeError) as error:
-            raise SpaceError(f"cannot load canonical form {self.canonical!r}: {error}") from error
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description that :meth:`from_dict` turns back into an equal space."""
@@ -303,6 +290,15 @@ class SearchSpace:
             )
         except KeyError as error:
             raise SpaceError(f"search space description is missing {error.args[0]!r}") from error
+
+
+def _load_reference(reference: str, what: str) -> Any:
+    """The object ``"module:name"`` names; SpaceError saying which ``what`` if it cannot be loaded."""
+    module_name, _, name = reference.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as error:
+        raise SpaceError(f"cannot load {what} {reference!r}: {error}") from error
 
 
 def decision_from_dict(data: Mapping[str, Any]) -> Decision:

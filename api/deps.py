@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
-from l2l import service
-from l2l.records import JobRecord, TeamRecord
+from l2l.service import jobs as service
 from l2l.settings import Settings
 from l2l.store import NotFound, Store
+from l2l.store.records import JobRecord, TeamRecord
 
 
 def get_store(request: Request) -> Store:

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from l2l.jobspec import JobSpec
-from l2l.records import DatasetRecord, FinalModelRecord, GraphRecord, JobRecord, TrialRecord
-from l2l.states import JobState, TrialState
+from l2l.service.jobspec import JobSpec
+from l2l.store.records import DatasetRecord, FinalModelRecord, GraphRecord, JobRecord, TrialRecord
+from l2l.store.states import JobState, TrialState
 
 JobCreate = JobSpec
 

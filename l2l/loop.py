@@ -35,13 +35,10 @@ from typing import Any
 
 from controller import create_strategy
 from controller.base import FINISHED, WAIT, Ask, Proposal, Result, Strategy
-from l2l.executor import Executor, Outcome, ResourceUnavailable, TrialTask
-from l2l.jobspec import InvalidJob
-from l2l.placements import resolve_graph_source
-from l2l.records import FinalModelRecord, JobRecord, TrialRecord
-from l2l.service import job_kind, new_report_token
+from l2l.service.jobs import job_kind, new_report_token
+from l2l.service.jobspec import InvalidJob
+from l2l.service.placement_jobs import resolve_graph_source
 from l2l.settings import Settings
-from l2l.states import JobState, TrialState
 from l2l.store import (
     FinalModelFinished,
     JobNotRunning,
@@ -51,6 +48,9 @@ from l2l.store import (
     Store,
     TrialFinished,
 )
+from l2l.store.records import FinalModelRecord, JobRecord, TrialRecord
+from l2l.store.states import JobState, TrialState
+from l2l.worker.executor import Executor, Outcome, ResourceUnavailable, TrialTask
 from search_spaces import get_space
 
 log = logging.getLogger(__name__)

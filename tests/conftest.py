@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from l2l.models import Base
 from l2l.settings import Settings
 from l2l.store import Store
+from l2l.store.tables import Base
 
 #: Where browser tests leave their screenshots (ignored by git).
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

@@ -3,9 +3,9 @@
 Final models are uploaded too, as a small stand-in file.
 
 The executor runs each trial in a thread with a function that turns parameters into
-metrics, and reports them through :class:`l2l.reporter.Reporter`, as a Ray worker would.
+metrics, and reports them through :class:`l2l.worker.reporter.Reporter`, as a Ray worker would.
 A placement job's trial costs no training, so it runs the real worker
-(:func:`l2l.trainer.run_trial`, reporting over HTTP) unless ``placement`` replaces it.
+(:func:`l2l.worker.trainer.run_trial`, reporting over HTTP) unless ``placement`` replaces it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from l2l.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
-from l2l.reporter import Reporter
+from l2l.worker.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
+from l2l.worker.reporter import Reporter
 
 Objective = Callable[[TrialTask], Mapping[str, Any]]
 
@@ -101,6 +101,6 @@ class ThreadExecutor:
 
 
 def _real_placement_worker(task: TrialTask) -> None:
-    from l2l.trainer import run_trial
+    from l2l.worker.trainer import run_trial
 
     run_trial(task.to_dict(), reporter=Reporter(task.report_url, task.trial_id, task.token, attempts=2))

@@ -13,9 +13,9 @@ from conftest import make_settings
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from l2l.service import create_team, hash_token
-from l2l.states import TrialState
+from l2l.service.jobs import create_team, hash_token
 from l2l.store import Store
+from l2l.store.states import TrialState
 
 JOB = {
     "dataset": "wine",

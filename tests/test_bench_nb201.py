@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from l2l.bench.nb201 import RunResult, matches_from_curves, queries_to_match, run_strategy, top_threshold
-from l2l.states import JobState, TrialState
 from l2l.store import Store
+from l2l.store.states import JobState, TrialState
 from search_spaces import SpaceError, get_space
 from search_spaces.nb201 import EDGE_NAMES, OPS, arch_str, params_from_arch_str
 from search_spaces.nb201_cost import network_cost
@@ -205,7 +205,7 @@ def test_the_command_line_writes_results_and_draws_them(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     pytest.importorskip("matplotlib", reason="plotting needs the bench extra (matplotlib)")
-    from l2l.cli import main
+    from l2l.client.cli import main
 
     table = write_csv(tmp_path / "table.csv", planted_rows())
     out = tmp_path / "results.json"

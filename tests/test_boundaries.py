@@ -15,7 +15,15 @@ HEAVY = ("ray", "tensorflow", "keras", "keras_tuner", "jax", "torch", "numba", "
 
 @pytest.mark.parametrize(
     "module",
-    ["api.main", "controller", "search_spaces", "l2l.service", "l2l.cli", "l2l.store", "l2l.placements"],
+    [
+        "api.main",
+        "controller",
+        "search_spaces",
+        "l2l.service.jobs",
+        "l2l.client.cli",
+        "l2l.store",
+        "l2l.service.placement_jobs",
+    ],
 )
 def test_light_modules_import_no_framework(module: str) -> None:
     code = (

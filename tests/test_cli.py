@@ -10,9 +10,9 @@ import pytest
 from conftest import LiveServer, free_port, make_settings
 from fakes import ThreadExecutor
 
-from l2l.cli import main
+from l2l.client.cli import main
 from l2l.loop import JobLoop
-from l2l.service import create_team
+from l2l.service.jobs import create_team
 from l2l.settings import get_settings
 from l2l.store import Store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from l2l.datasets import (
+from l2l.service.datasets import (
     MIN_ROWS,
     DatasetError,
     check_dataset_spec,

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.main import create_app
-from l2l.datasets import load_dataset
-from l2l.service import create_team
+from l2l.service.datasets import load_dataset
+from l2l.service.jobs import create_team
 from l2l.store import Store
 
 

@@ -21,19 +21,19 @@ import numpy as np
 import pytest
 from conftest import LiveServer, free_port, make_settings
 
-from l2l.jobspec import JobSpec
 from l2l.loop import JobLoop
-from l2l.service import create_team, submit_job
+from l2l.service.jobs import create_team, submit_job
+from l2l.service.jobspec import JobSpec
 from l2l.settings import ServeSettings, Settings
-from l2l.states import JobState, TrialState
 from l2l.store import Store
+from l2l.store.states import JobState, TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def ray_executor() -> Iterator[object]:
-    from l2l.ray_executor import RayExecutor
+    from l2l.worker.ray_executor import RayExecutor
 
     executor = RayExecutor(num_cpus=2)
     yield executor
@@ -88,7 +88,7 @@ def _check_the_job_and_its_model(sqlite_store: Store, job_id: int) -> None:
     assert final.test_metrics["test_examples"] == 36  # 20% of wine's 178 rows, held out from the search
     import keras
 
-    from l2l.datasets import load_dataset
+    from l2l.service.datasets import load_dataset
 
     model = keras.models.load_model(final.files["keras"])
     data = load_dataset("wine")
@@ -103,8 +103,8 @@ def _check_predictions(server: LiveServer, settings: Settings, key: str, store: 
     """Predictions come from a Ray Serve replica started on first use, for raw rows."""
     import keras
 
-    from l2l.datasets import load_dataset
-    from l2l.predictor import start_predictor, stop_predictor
+    from l2l.service.datasets import load_dataset
+    from l2l.worker.predictor import start_predictor, stop_predictor
 
     start_predictor(settings.serve.host, settings.serve.port, settings.serve.idle_seconds)
     try:
@@ -153,7 +153,7 @@ def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     env = _env(tmp_path, port)
     log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives with the process
     return subprocess.Popen(
-        [sys.executable, "-m", "l2l.cli", "serve"],
+        [sys.executable, "-m", "l2l.client.cli", "serve"],
         env=env,
         cwd=REPO,
         stdout=log,
@@ -209,7 +209,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     made = subprocess.run(
-        [sys.executable, "-m", "l2l.cli", "admin", "create-team", "restarters"],
+        [sys.executable, "-m", "l2l.client.cli", "admin", "create-team", "restarters"],
         env=_env(tmp_path, port),
         capture_output=True,
         text=True,

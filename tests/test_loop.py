@@ -12,13 +12,13 @@ import pytest
 from conftest import LiveServer, free_port, make_settings
 from fakes import ThreadExecutor, synthetic_metrics
 
-from l2l.executor import TrialBuildError, TrialTask
-from l2l.jobspec import JobSpec
 from l2l.loop import JobLoop
-from l2l.service import create_team, submit_job
+from l2l.service.jobs import create_team, submit_job
+from l2l.service.jobspec import JobSpec
 from l2l.settings import Settings
-from l2l.states import JobState, TrialState
 from l2l.store import Store
+from l2l.store.states import JobState, TrialState
+from l2l.worker.executor import TrialBuildError, TrialTask
 
 JOB = {
     "dataset": "wine",

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from test_bench_nb201 import planted_rows
 
 from l2l.bench.nb201 import run_strategy
-from l2l.jobspec import Objective
 from l2l.pareto import hypervolume, pareto_front
 from l2l.rewards import reward_from_metrics, why_no_reward
+from l2l.service.jobspec import Objective
 from search_spaces.nb201_cost import network_cost
 from search_spaces.nb201_table import NB201Table
 

@@ -21,8 +21,6 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from l2l.client import Client
-from l2l.executor import TrialBuildError, TrialTask
-from l2l.jobspec import PLACERS, JobSpec
 from l2l.loop import JobLoop
 from l2l.placement.baselines import BASELINES, expert
 from l2l.placement.cluster import PRESETS, get_cluster
@@ -30,10 +28,12 @@ from l2l.placement.graph import OpGraph
 from l2l.placement.simulator import Simulator
 from l2l.placement.worker import build_graph, hardware_step_time
 from l2l.rewards import reward_from_metrics
-from l2l.service import create_team, submit_job
+from l2l.service.jobs import create_team, submit_job
+from l2l.service.jobspec import PLACERS, JobSpec
 from l2l.settings import Settings
-from l2l.states import JobState, TrialState
 from l2l.store import Store
+from l2l.store.states import JobState, TrialState
+from l2l.worker.executor import TrialBuildError, TrialTask
 
 #: Two towers of two ops each between an input and a head: worth splitting over two GPUs.
 TINY = {
@@ -362,8 +362,8 @@ def test_a_crashed_placement_worker_is_retried(store: Store, live: LiveServer) -
         attempts.append(task.attempt)
         if task.attempt == 1:
             raise RuntimeError("worker lost")
-        from l2l.reporter import Reporter
-        from l2l.trainer import run_trial
+        from l2l.worker.reporter import Reporter
+        from l2l.worker.trainer import run_trial
 
         run_trial(task.to_dict(), reporter=Reporter(task.report_url, task.trial_id, task.token, attempts=2))
 
@@ -483,7 +483,7 @@ def test_a_hardware_aware_trial_reports_its_placed_step_time(tmp_path: Path) -> 
         def final(self, metrics: Any, step: int | None = None) -> None:
             self.finals.append(dict(metrics))
 
-    from l2l.trainer import run_trial
+    from l2l.worker.trainer import run_trial
 
     space = get_space("mlp")
     params = {"num_layers": 2, "units": 32, "activation": "relu", "dropout": 0.0, "learning_rate": 0.01}

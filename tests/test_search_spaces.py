@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from l2l.datasets import Dataset, load_dataset
+from l2l.service.datasets import Dataset, load_dataset
 from search_spaces import (
     SpaceError,
     batch_size_for,
@@ -42,10 +42,10 @@ MIXED_WITH_ZEROS = "|none~0|+|none~0|none~1|+|skip_connect~0|nor_conv_1x1~1|avg_
 
 def test_importing_the_registry_loads_no_deep_learning_framework() -> None:
     code = (
-        "import search_spaces, l2l.datasets, sys;"
+        "import search_spaces, l2l.service.datasets, sys;"
         f"search_spaces.check_space_spec({{'keras_tuner': {KT_REFERENCE!r}}});"
         "search_spaces.check_space_spec('nb201_cell');"
-        "l2l.datasets.check_dataset_spec('digits');"
+        "l2l.service.datasets.check_dataset_spec('digits');"
         "loaded = [m for m in sys.modules if m.split('.')[0] in {'keras', 'tensorflow', 'keras_tuner'}];"
         "assert not loaded, loaded"
     )

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from l2l.states import JobState, TrialState
 from l2l.store import LeaseLost, NotFound, Store, TrialFinished
+from l2l.store.states import JobState, TrialState
 
 SPEC = {"budget": {"trials": 3, "concurrency": 1, "epochs": 1, "resources": {"CPU": 1}}}
 

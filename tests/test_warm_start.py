@@ -22,9 +22,9 @@ from test_model_based import PLANTED, PLANTED_SPACE
 from api.main import create_app
 from controller import Proposal, Result, Strategy, create_strategy
 from l2l.bench.nb201 import run_strategy
-from l2l.jobspec import InvalidJob, JobSpec
-from l2l.records import TeamRecord
-from l2l.service import create_team, submit_job
+from l2l.service.jobs import create_team, submit_job
+from l2l.service.jobspec import InvalidJob, JobSpec
+from l2l.store.records import TeamRecord
 from search_spaces import get_space
 from search_spaces.nb201_table import NB201Table
 

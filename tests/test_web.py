@@ -24,15 +24,15 @@ from sqlalchemy.orm import Session
 
 from api.deps import KEY_COOKIE
 from api.main import create_app
-from l2l.executor import Outcome, TrialBuildError, TrialTask
-from l2l.jobspec import JobSpec, validate_job
 from l2l.loop import JobLoop
-from l2l.models import JobRow, TrialRow
-from l2l.reporter import Reporter
-from l2l.service import create_team, submit_job
+from l2l.service.jobs import create_team, submit_job
+from l2l.service.jobspec import JobSpec, validate_job
 from l2l.settings import Settings
-from l2l.states import JobState, TrialState
 from l2l.store import Store
+from l2l.store.states import JobState, TrialState
+from l2l.store.tables import JobRow, TrialRow
+from l2l.worker.executor import Outcome, TrialBuildError, TrialTask
+from l2l.worker.reporter import Reporter
 
 JOB = {
     "dataset": "wine",

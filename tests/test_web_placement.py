@@ -21,7 +21,7 @@ from fakes import ThreadExecutor
 
 from l2l.client import Client
 from l2l.loop import JobLoop
-from l2l.service import create_team
+from l2l.service.jobs import create_team
 from l2l.settings import Settings
 from l2l.store import Store
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import JobDep, StoreDep
 from api.routes.jobs import NOT_FOUND, UNAUTHORIZED
-from l2l.states import TrialState
+from l2l.store.states import TrialState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from api.deps import SettingsDep, StoreDep, TeamDep
 from api.routes.jobs import UNAUTHORIZED
 from api.schemas import DatasetPublic, DatasetsPublic, Problem
-from l2l.datasets import DatasetError
+from l2l.service.datasets import DatasetError
+from l2l.service.uploads import UploadTooLarge, save_upload
 from l2l.store import NotFound
-from l2l.uploads import UploadTooLarge, save_upload
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=UNAUTHORIZED)
 

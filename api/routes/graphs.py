@@ -12,8 +12,8 @@ from starlette.datastructures import UploadFile
 from api.deps import SettingsDep, StoreDep, TeamDep
 from api.routes.jobs import UNAUTHORIZED
 from api.schemas import GraphPublic, GraphsPublic, Problem
-from l2l import placements
 from l2l.placement.graph import GraphError
+from l2l.service import placement_jobs
 from l2l.store import NotFound
 
 router = APIRouter(prefix="/graphs", tags=["graphs"], responses=UNAUTHORIZED)
@@ -89,8 +89,8 @@ async def upload_graph(
                 )
         stream = io.BytesIO(bytes(body))
     try:
-        graph = await run_in_threadpool(placements.save_graph, store, settings, team.id, stream, name)
-    except placements.GraphTooLarge as error:
+        graph = await run_in_threadpool(placement_jobs.save_graph, store, settings, team.id, stream, name)
+    except placement_jobs.GraphTooLarge as error:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
     except GraphError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"graph: {error}") from None

@@ -17,11 +17,11 @@ from api.schemas import (
     TrialPublic,
     TrialsPublic,
 )
-from l2l import service
-from l2l.jobspec import InvalidJob
-from l2l.records import JobRecord, TrialRecord
-from l2l.states import TrialState
+from l2l.service import jobs as service
+from l2l.service.jobspec import InvalidJob
 from l2l.store import NotFound, Store
+from l2l.store.records import JobRecord, TrialRecord
+from l2l.store.states import TrialState
 
 UNAUTHORIZED = {401: {"model": Problem, "description": "No API key, or one the service does not know."}}
 NOT_FOUND = {404: {"model": Problem, "description": "No such job for this team."}}

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from api.deps import JobDep, SettingsDep, StoreDep
 from api.routes.trials import bearer_token
 from api.schemas import FinalModelPublic, Problem
-from l2l import service
+from l2l.service import jobs as service
 
 router = APIRouter(prefix="/jobs/{job_id}/model", tags=["models"])
 

@@ -11,7 +11,8 @@ from api.deps import JobDep, SettingsDep, StoreDep
 from api.routes.jobs import NOT_FOUND, UNAUTHORIZED
 from api.routes.trials import bearer_token, worker_report_errors
 from api.schemas import PlacementAccepted, Problem
-from l2l import placements, service
+from l2l.service import jobs as service
+from l2l.service import placement_jobs
 
 router = APIRouter(tags=["placement"])
 
@@ -35,7 +36,7 @@ def get_placement(job: JobDep, store: StoreDep) -> FileResponse:
     end_ms]``; ``samples``, ``search_seconds`` and ``history`` ([samples, seconds, best ms])."""
     if service.job_kind(job) != "placement":
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job.id} is a search, not a placement job")
-    path = placements.placement_result(store, job)
+    path = placement_jobs.placement_result(store, job)
     if path is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"job {job.id} ({job.state.value}) has no placement yet"
@@ -64,7 +65,7 @@ def report_placement(
 ) -> PlacementAccepted:
     """A placement worker sends its result with its trial's token, before its final report."""
     with worker_report_errors(trial_id):
-        artifact, changed = placements.report_placement(
+        artifact, changed = placement_jobs.report_placement(
             store, settings, trial_id, bearer_token(authorization), document
         )
     return PlacementAccepted(

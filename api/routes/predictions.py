@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 
 from api.deps import JobDep, SettingsDep, StoreDep
 from api.schemas import Problem
-from l2l import service
-from l2l.records import JobRecord
+from l2l.service import jobs as service
 from l2l.settings import Settings
 from l2l.store import Store
+from l2l.store.records import JobRecord
 
 router = APIRouter(prefix="/jobs/{job_id}/predict", tags=["predictions"])
 

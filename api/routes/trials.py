@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, status
 
 from api.deps import StoreDep
 from api.schemas import Problem, ReportAccepted, TrialPublic, TrialReport
-from l2l import service
+from l2l.service import jobs as service
 from l2l.store import NotFound
 
 router = APIRouter(prefix="/trials", tags=["trials"])

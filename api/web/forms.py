@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 import controller
 from controller.placement import placement_strategy_names
-from l2l.datasets import BUILT_IN_KINDS
-from l2l.jobspec import JobSpec
 from l2l.placement.benchmarks import BENCHMARK_GRAPHS
 from l2l.placement.cluster import PRESETS
-from l2l.records import GraphRecord, JobRecord
+from l2l.service.datasets import BUILT_IN_KINDS
+from l2l.service.jobspec import JobSpec
+from l2l.store.records import GraphRecord, JobRecord
 
 
 @dataclass(frozen=True)

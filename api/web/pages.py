@@ -17,11 +17,11 @@ from fastapi.templating import Jinja2Templates
 
 from api.deps import KEY_COOKIE, SettingsDep, StoreDep
 from api.web import forms
-from l2l import service
-from l2l.jobspec import InvalidJob
-from l2l.records import TeamRecord
-from l2l.states import TrialState
+from l2l.service import jobs as service
+from l2l.service.jobspec import InvalidJob
 from l2l.store import NotFound, Store
+from l2l.store.records import TeamRecord
+from l2l.store.states import TrialState
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"

@@ -1,6 +1,6 @@
 """``l2l bench nb201 ...`` and ``l2l bench plot ...``: the benchmark's command line.
 
-Kept apart from :mod:`l2l.cli` so that the main command line only adds a sub-command
+Kept apart from :mod:`l2l.client.cli` so that the main command line only adds a sub-command
 here and imports nothing of the benchmark until it runs.
 """
 

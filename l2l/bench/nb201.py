@@ -1,11 +1,11 @@
 """The NAS-Bench-201 benchmark: real strategies, the real job loop and store, tabular trials.
 
-Every run is an ordinary job: submitted through :func:`l2l.service.submit_job`, driven
+Every run is an ordinary job: submitted through :func:`l2l.service.jobs.submit_job`, driven
 by :class:`l2l.loop.JobLoop` with the registered strategy, recorded trial by trial in a
 :class:`l2l.store.Store` (SQLite in a temporary directory, in RAM where ``/dev/shm``
-exists), its trials "trained" by :class:`l2l.inline_executor.InlineExecutor`, which runs
-the worker's :func:`l2l.trainer.run_trial` inline on a tabular ``nb201_cell`` space and
-reports through :func:`l2l.service.report_trial`.
+exists), its trials "trained" by :class:`l2l.worker.inline_executor.InlineExecutor`, which runs
+the worker's :func:`l2l.worker.trainer.run_trial` inline on a tabular ``nb201_cell`` space and
+reports through :func:`l2l.service.jobs.report_trial`.
 
 Protocol, as in NAS-Bench-201's scripts: the search sees only validation accuracy (its
 reward); after ``budget`` queries the architecture with the best reward seen is picked
@@ -50,14 +50,14 @@ import numpy as np
 
 from controller import extra_strategy, strategy_names
 from controller.config import KerasTunerBOConfig
-from l2l.inline_executor import InlineExecutor
-from l2l.jobspec import JobSpec
 from l2l.loop import JobLoop
 from l2l.pareto import hypervolume, pareto_front
-from l2l.service import submit_job
+from l2l.service.jobs import submit_job
+from l2l.service.jobspec import JobSpec
 from l2l.settings import Settings
-from l2l.states import TrialState
 from l2l.store import Store
+from l2l.store.states import TrialState
+from l2l.worker.inline_executor import InlineExecutor
 from search_spaces.nb201 import EDGE_NAMES, OPS, TABULAR_DATASETS, arch_str
 from search_spaces.nb201_cost import network_cost
 from search_spaces.nb201_table import NB201Table, load_table

@@ -1,4 +1,4 @@
-"""The worker side of device placement, called from :func:`l2l.trainer.run_trial`.
+"""The worker side of device placement, called from :func:`l2l.worker.trainer.run_trial`.
 
 * :func:`run_placement` is a placement job's one trial: build the op graph, score the
   baselines and the lower bound, run the placement search (its best step time so far
@@ -10,7 +10,7 @@
   a trained model placed by a baseline.
 
 Graphs that cannot be built, clusters that cannot be read and searches that find nothing
-that fits in memory raise :class:`~l2l.executor.TrialBuildError`: retrying would not help.
+that fits in memory raise :class:`~l2l.worker.executor.TrialBuildError`: retrying would not help.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from l2l.executor import TrialBuildError, TrialTask
 from l2l.placement.baselines import BASELINES, evaluate_baselines, lower_bound
 from l2l.placement.cluster import Cluster, ClusterError, get_cluster
 from l2l.placement.graph import GraphError, OpGraph
 from l2l.placement.search import PlacementResult, search_placement
 from l2l.placement.simulator import Simulation, Simulator
+from l2l.worker.executor import DEFAULT_BATCH_SIZE, TrialBuildError, TrialTask
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _NOTHING_FITS = (
 
 
 class PlacementReporter(Protocol):
-    """Where a placement trial reports: :class:`~l2l.reporter.Reporter` or a test's stand-in."""
+    """Where a placement trial reports: :class:`~l2l.worker.reporter.Reporter` or a test's stand-in."""
 
     def step(self, step: int, metrics: Mapping[str, Any]) -> Any: ...
 
@@ -122,7 +122,6 @@ def build_graph(source: Mapping[str, Any], batch_size: int | None = None) -> OpG
 def _model_graph(source: Mapping[str, Any], batch_size: int | None) -> OpGraph:
     """An earlier job's model: its final model's file, or its best architecture rebuilt."""
     from l2l.placement.keras_graph import graph_from_keras
-    from l2l.trainer import DEFAULT_BATCH_SIZE
     from search_spaces import batch_size_for, get_space
 
     space = get_space(source["space"])
@@ -135,7 +134,7 @@ def _model_graph(source: Mapping[str, Any], batch_size: int | None) -> OpGraph:
         except Exception as error:  # e.g. a custom layer Keras cannot load: rebuild it instead
             log.warning("cannot load %s (%s); rebuilding the architecture", source["model_path"], error)
     if model is None:
-        from l2l.datasets import load_dataset
+        from l2l.service.datasets import load_dataset
 
         dataset = source["dataset"]
         data = load_dataset(dataset, seed=dataset.get("split_seed", 0))

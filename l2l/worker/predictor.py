@@ -18,7 +18,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from l2l.preprocessing import InputError, Preprocessor
+from l2l.service.preprocessing import InputError, Preprocessor
 
 APP_NAME = "l2l-predictor"
 ROUTE = "/predict"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from l2l.models import Base
+from l2l.store.tables import Base
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -49,7 +49,7 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
         with open(log_path, "ab") as log:
             # Own session, so stopping it stops its controller and Ray workers too.
             server = subprocess.Popen(
-                [sys.executable, "-m", "l2l.cli", "serve"],
+                [sys.executable, "-m", "l2l.client.cli", "serve"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -81,7 +81,7 @@ def stop_process_group(process: subprocess.Popen[bytes], grace_seconds: float = 
 
 def _demo_key() -> str:
     """A fresh key of the "demo" team (made on first use) from the service's own database."""
-    from l2l import service
+    from l2l.service import jobs as service
     from l2l.store import NotFound, Store
 
     store = Store(get_settings().resolved_database_url)

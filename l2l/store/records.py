@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from l2l.states import JobState, TrialState
+from l2l.store.states import JobState, TrialState
 
 
 @dataclass(frozen=True)

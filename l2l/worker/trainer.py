@@ -21,18 +21,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from l2l.executor import TrialBuildError, TrialTask
-from l2l.reporter import Reporter
+from l2l.worker.executor import DEFAULT_BATCH_SIZE, TrialBuildError, TrialTask
+from l2l.worker.reporter import Reporter
 from search_spaces.spec import SpaceError
 
 if TYPE_CHECKING:
     from search_spaces.nb201_table import NB201Table
 
-DEFAULT_BATCH_SIZE = 32
-
 
 class TrialReporter(Protocol):
-    """Where a trial's reports go: :class:`~l2l.reporter.Reporter` (HTTP) or an in-process one."""
+    """Where a trial's reports go: :class:`~l2l.worker.reporter.Reporter` (HTTP) or an in-process one."""
 
     def step(self, step: int, metrics: Mapping[str, Any]) -> Any: ...
 
@@ -78,7 +76,7 @@ def run_trial(
     _limit_threads(cpus)
     import keras
 
-    from l2l.datasets import load_dataset
+    from l2l.service.datasets import load_dataset
 
     # The dataset's own split seed, not the job's: one split for every trial and the final model.
     data = load_dataset(task.dataset, seed=task.dataset.get("split_seed", 0))

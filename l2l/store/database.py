@@ -2,7 +2,7 @@
 
 Every write goes through :meth:`Store._session`, which commits, rolls back on error,
 turns SQLAlchemy errors into :class:`StorageError` and closes. ORM rows never leave
-this module: callers get frozen records (:mod:`l2l.records`).
+this module: callers get frozen records (:mod:`l2l.store.records`).
 
 :meth:`Store.set_trial_state` is the one function that changes a trial's state. It
 locks the row (``FOR UPDATE`` on PostgreSQL; on SQLite every write transaction is
@@ -24,7 +24,18 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from l2l.models import (
+from l2l.store.records import (
+    ArtifactRecord,
+    DatasetRecord,
+    FinalModelRecord,
+    GraphRecord,
+    JobRecord,
+    MetricPoint,
+    TeamRecord,
+    TrialRecord,
+)
+from l2l.store.states import JobState, TrialState
+from l2l.store.tables import (
     ApiKeyRow,
     ArtifactRow,
     DatasetRow,
@@ -36,17 +47,6 @@ from l2l.models import (
     TrialRow,
     utcnow,
 )
-from l2l.records import (
-    ArtifactRecord,
-    DatasetRecord,
-    FinalModelRecord,
-    GraphRecord,
-    JobRecord,
-    MetricPoint,
-    TeamRecord,
-    TrialRecord,
-)
-from l2l.states import JobState, TrialState
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

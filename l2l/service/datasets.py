@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from l2l.preprocessing import ColumnEncoder, Preprocessor, as_number, is_missing
+from l2l.service.preprocessing import ColumnEncoder, Preprocessor, as_number, is_missing
 from search_spaces.spec import DataInfo
 
 #: Built-in datasets and the kind of data each one is.

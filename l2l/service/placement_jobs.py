@@ -1,7 +1,7 @@
 """The service layer of device placement: uploaded op graphs, placement jobs' checks against
 the store, and the result document a placement worker sends.
 
-Like :mod:`l2l.service`, every function takes the store explicitly. Nothing here imports
+Like :mod:`l2l.service.jobs`, every function takes the store explicitly. Nothing here imports
 the simulator (numba) or Keras: the API validates graphs with the plain-data
 :mod:`l2l.placement.graph` and serves result documents as the worker wrote them.
 """
@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from l2l.placement.graph import GraphError, OpGraph
-from l2l.records import ArtifactRecord, GraphRecord, JobRecord
-from l2l.service import NotRunning, best_trial, check_report_token, job_kind, placeable_job
+from l2l.service.jobs import NotRunning, best_trial, check_report_token, job_kind, placeable_job
+from l2l.service.uploads import chunks_up_to
 from l2l.settings import Settings
-from l2l.states import TrialState
 from l2l.store import Store, TrialFinished
-from l2l.uploads import chunks_up_to
+from l2l.store.records import ArtifactRecord, GraphRecord, JobRecord
+from l2l.store.states import TrialState
 
 #: The artifact name of a placement job's result document.
 RESULT = "placement"

@@ -2,7 +2,7 @@
 
 Three formats: a CSV with a named target column, a NumPy ``.npz`` with arrays ``x`` and
 ``y``, or a ``.zip`` of image folders (one folder per class), which is decoded once here
-and kept as an ``.npz``. Every problem is a :class:`~l2l.datasets.DatasetError` whose
+and kept as an ``.npz``. Every problem is a :class:`~l2l.service.datasets.DatasetError` whose
 message says what to fix; a failed upload leaves no file and no row behind.
 """
 
@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from l2l import datasets
-from l2l.datasets import MIN_ROWS, DatasetError
-from l2l.preprocessing import as_number, is_missing
-from l2l.records import DatasetRecord
+from l2l.service import datasets
+from l2l.service.datasets import MIN_ROWS, DatasetError
+from l2l.service.preprocessing import as_number, is_missing
 from l2l.settings import Settings
 from l2l.store import Store
+from l2l.store.records import DatasetRecord
 
 CHUNK = 1 << 20
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

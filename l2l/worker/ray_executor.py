@@ -13,8 +13,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError, TaskCancelledError
 
-from l2l.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
-from l2l.trainer import run_trial
+from l2l.worker.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
+from l2l.worker.trainer import run_trial
 
 log = logging.getLogger(__name__)
 

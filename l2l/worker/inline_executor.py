@@ -1,7 +1,7 @@
 """An executor that runs each trial inline, in this process, through the real worker code.
 
-:class:`InlineExecutor` calls :func:`l2l.trainer.run_trial` inside ``submit`` and hands
-the reports to :func:`l2l.service.report_trial` directly (:class:`ServiceReporter`): the
+:class:`InlineExecutor` calls :func:`l2l.worker.trainer.run_trial` inside ``submit`` and hands
+the reports to :func:`l2l.service.jobs.report_trial` directly (:class:`ServiceReporter`): the
 same code path as a Ray worker reporting over HTTP, without Ray or a web server. It
 suits trials that cost nothing, such as tabular NAS-Bench-201 look-ups (the benchmark
 harness, :mod:`l2l.bench.nb201`); a trial that trains blocks the job loop while it runs.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from l2l.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
-from l2l.service import report_trial
+from l2l.service.jobs import report_trial
 from l2l.store import Store
+from l2l.worker.executor import Outcome, ResourceUnavailable, TrialBuildError, TrialTask
 
 if TYPE_CHECKING:
     from search_spaces.nb201_table import NB201Table
@@ -51,7 +51,7 @@ class InlineExecutor:
             raise ResourceUnavailable(f"the inline executor runs on this process's CPU only, not {resources}")
 
     def submit(self, task: TrialTask, resources: Mapping[str, float]) -> None:
-        from l2l.trainer import run_trial
+        from l2l.worker.trainer import run_trial
 
         reporter = ServiceReporter(self.store, task.trial_id, task.token)
         try:

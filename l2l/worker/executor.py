@@ -1,6 +1,6 @@
 """What the job loop needs from whatever runs trials, and what passes between them.
 
-The Ray executor (:mod:`l2l.ray_executor`) is the real one; tests plug in others.
+The Ray executor (:mod:`l2l.worker.ray_executor`) is the real one; tests plug in others.
 Everything here is plain data, so a task crosses process and machine boundaries as is.
 """
 
@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
+
+#: Batch size of a trial whose space names none; the placement worker times steps at the same size.
+DEFAULT_BATCH_SIZE = 32
 
 
 class TrialBuildError(Exception):

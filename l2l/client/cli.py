@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from l2l.client import ApiError
-from l2l.client_cli import CLIENT_COMMANDS, add_client_parsers, run_client_command
+from l2l.client.commands import CLIENT_COMMANDS, add_client_parsers, run_client_command
 from l2l.settings import get_settings
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             return _admin(args)
         if args.command in CLIENT_COMMANDS:
             return run_client_command(args)
-        from l2l.demo import run_demo
+        from l2l.client.demo import run_demo
 
         return run_demo(args.trials, args.epochs, args.concurrency, args.keep_serving)
     except KeyboardInterrupt:
@@ -102,7 +102,7 @@ def _store() -> Any:
 
 
 def _admin(args: argparse.Namespace) -> int:
-    from l2l import service
+    from l2l.service import jobs as service
     from l2l.store import Conflict, NotFound
 
     store = _store()
@@ -138,7 +138,7 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
     _store().migrate()  # once, before two processes race to do it
     child = None
     if controller:
-        child = subprocess.Popen([sys.executable, "-m", "l2l.cli", "controller"], env=env)
+        child = subprocess.Popen([sys.executable, "-m", "l2l.client.cli", "controller"], env=env)
     try:
         uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="warning")
     finally:
@@ -152,7 +152,7 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
 
 
 def _start_predictions(settings: Any) -> None:
-    from l2l.predictor import start_predictor
+    from l2l.worker.predictor import start_predictor
 
     try:
         start_predictor(settings.serve.host, settings.serve.port, settings.serve.idle_seconds)
@@ -161,7 +161,7 @@ def _start_predictions(settings: Any) -> None:
 
 
 def _stop_predictions() -> None:
-    from l2l.predictor import stop_predictor
+    from l2l.worker.predictor import stop_predictor
 
     try:
         stop_predictor()
@@ -171,7 +171,7 @@ def _stop_predictions() -> None:
 
 def _controller() -> int:
     from l2l.loop import JobLoop
-    from l2l.ray_executor import RayExecutor
+    from l2l.worker.ray_executor import RayExecutor
 
     settings = get_settings()
     store = _store()

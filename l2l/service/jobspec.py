@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 import controller
 import search_spaces
 from controller.placement import check_placement_options
-from l2l import datasets
 from l2l.placement.benchmarks import BENCHMARK_GRAPHS
 from l2l.placement.cluster import PRESETS, ClusterError, get_cluster
 from l2l.rewards import DEFAULT_OBJECTIVES, PLACEMENT_OBJECTIVE
+from l2l.service import datasets
 from l2l.settings import Settings
 from search_spaces.spec import SpaceError
 

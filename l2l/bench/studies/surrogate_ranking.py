@@ -19,7 +19,7 @@ true top 50. Models:
 
 The GPs' hyperparameters are the best of a small grid by marginal likelihood.
 
-    .venv/bin/python bench/dev_surrogate_ranking.py cifar10 --draws 40
+    .venv/bin/python l2l/bench/studies/surrogate_ranking.py cifar10 --draws 40
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from controller.model_based import _normal_scores  # noqa: E402
 from controller.reward_model import MlpEnsemble  # noqa: E402

@@ -6,15 +6,16 @@ by that architecture's test accuracy. Prints the mean +- std over seeds per data
 the queries needed to reach the top 1% (by validation), the first query at which a run
 has tried one of the 10 best cells and the best one, and the ask+tell time.
 
-    .venv/bin/python bench/dev_strong_controller.py model_based --seeds 30 --datasets c10 c100
-    .venv/bin/python bench/dev_strong_controller.py model_based --options '{"train_steps": 10}'
+    .venv/bin/python l2l/bench/studies/strong_controller.py model_based --seeds 30 --datasets c10 c100
+    .venv/bin/python l2l/bench/studies/strong_controller.py model_based --options '{"train_steps": 10}'
 
 With ``--warm-from c10`` each seed also searches c10 cold first and then each dataset
 warm-started from that search (``warm_start`` with its ``get_state()``, as a job does);
 the mean best-so-far *validation* curves of cold and warm runs are compared against the
 cold runs' final mean, as ``l2l bench nb201 --warm-start-from`` does.
 
-    .venv/bin/python bench/dev_strong_controller.py model_based --seeds 30 --datasets c100 --warm-from c10
+    .venv/bin/python l2l/bench/studies/strong_controller.py model_based --seeds 30 \
+        --datasets c100 --warm-from c10
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from controller import Proposal, Result, create_strategy  # noqa: E402
 from search_spaces.nb201 import NB201_CELL, params_from_arch_str  # noqa: E402
@@ -37,7 +38,7 @@ from search_spaces.nb201 import NB201_CELL, params_from_arch_str  # noqa: E402
 DATA = Path("/work/shared/data/nb201/nb201_12ep.csv")
 SPACE = NB201_CELL.space()
 #: Optuna TPE multivariate's mean test accuracy at 100 queries: as the issue quotes it, and as
-#: measured by ``l2l bench nb201`` (100 runs; bench/results/nb201_*_model_based_vs_optuna.json).
+#: measured by ``l2l bench nb201`` (100 runs; docs/benchmarks/results/nb201_*_model_based_vs_optuna.json).
 #: "match" is the first query at which the mean curve reaches the higher of the two.
 OPTUNA_MV_ISSUE = {"c10": 88.72, "c100": 60.36, "in16": 36.81}
 OPTUNA_MV_BENCH = {"c10": 88.73, "c100": 60.46, "in16": 36.75}

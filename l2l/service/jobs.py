@@ -17,12 +17,12 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from l2l.jobspec import InvalidJob, JobSpec, validate_job
-from l2l.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.rewards import reward_from_metrics, why_no_reward
+from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
 from l2l.settings import Settings
-from l2l.states import TrialState
 from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
+from l2l.store.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
+from l2l.store.states import TrialState
 
 
 class Forbidden(Exception):

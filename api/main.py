@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api import web
 from api.routes import charts, datasets, graphs, jobs, models, placements, predictions, trials
 from l2l import __version__
+from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings, get_settings
 from l2l.store import StorageError, Store
 
@@ -25,7 +26,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.store = store or Store(settings.resolved_database_url)
         if own_store:
             app.state.store.migrate()
+            app.state.step_writer = StepWriter(app.state.store)
         yield
+        # Reports already queued are stored (and answered) before the database goes away.
+        app.state.step_writer.close()
         if own_store:
             app.state.store.dispose()
 
@@ -38,6 +42,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.settings = settings
     if store is not None:
         app.state.store = store
+        app.state.step_writer = StepWriter(store)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(graphs.router)

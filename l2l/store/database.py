@@ -1,4 +1,4 @@
-"""The only module that talks to the database.
+"""The only module that talks to the database (with :mod:`l2l.store.step_reports`, which it calls).
 
 Every write goes through :meth:`Store._session`, which commits, rolls back on error,
 turns SQLAlchemy errors into :class:`StorageError` and closes. ORM rows never leave
@@ -12,7 +12,7 @@ locks the row (``FOR UPDATE`` on PostgreSQL; on SQLite every write transaction i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from l2l.store.records import (
     TrialRecord,
 )
 from l2l.store.states import JobState, TrialState
+from l2l.store.step_reports import StepReport, StepResult, record_step_reports
 from l2l.store.tables import (
     ApiKeyRow,
     ArtifactRow,
@@ -546,6 +547,18 @@ class Store:
                 return False
             session.add(MetricRow(trial_id=trial_id, step=step, values=_json_safe(values)))
             return True
+
+    def record_steps(self, reports: Sequence[StepReport]) -> list[StepResult]:
+        """Store a batch of intermediate reports in one transaction; one result per report, in order.
+
+        See :mod:`l2l.store.step_reports`: each (trial, step) is stored at most once, and only
+        for a running trial whose current token hash matches.
+        """
+        try:
+            with self._write_engine.begin() as connection:
+                return record_step_reports(connection, reports)
+        except SQLAlchemyError as error:
+            raise StorageError(f"database error: {error}") from error
 
     def mark_told(self, trial_id: int, owner: str, strategy_state: Mapping[str, Any]) -> None:
         """Record that the strategy learned this trial's result, with the state it has since."""

@@ -187,9 +187,10 @@ def run_load(
     store.migrate()
     tokens = _running_trials(store, trials)
     server_root = (server_path or REPO).resolve()
-    with tempfile.TemporaryDirectory(prefix="l2l-report-load-") as scratch, _server(
-        url, server_root, workers, Path(scratch)
-    ) as (base_url, server_pids):
+    with (
+        tempfile.TemporaryDirectory(prefix="l2l-report-load-") as scratch,
+        _server(url, server_root, workers, Path(scratch)) as (base_url, server_pids),
+    ):
         out_dir = Path(scratch) / "answered"
         out_dir.mkdir()
         # A short warm-up (imports, connection pools, the first compiles) is sent and checked like

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api import web
+from api.report_fast_path import ReportFastPath
 from api.routes import charts, datasets, graphs, jobs, models, placements, predictions, trials
 from l2l import __version__
 from l2l.service.step_writer import StepWriter
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(trials.router)
     app.include_router(charts.router)
     web.install(app)  # the pages at / and their /static files
+    # Workers' per-epoch reports are most of the load; this answers them without the router.
+    app.add_middleware(ReportFastPath)
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, str]:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from l2l.store.records import TrialRecord
@@ -75,6 +75,12 @@ _TRIAL_COLUMNS = (
     JobRow.best_trial_id,
 )
 
+_READ_TRIALS = (
+    select(*_TRIAL_COLUMNS)
+    .join(JobRow, JobRow.id == TrialRow.job_id)
+    .where(TrialRow.id.in_(bindparam("ids", expanding=True)))
+)
+
 
 def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -> list[StepResult]:
     """Store the new steps of ``reports`` on ``connection`` (inside the caller's transaction).
@@ -84,9 +90,7 @@ def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -
     and the second a REPEAT, exactly as if they had come one after the other.
     """
     trial_ids = sorted({report.trial_id for report in reports})
-    rows = connection.execute(
-        select(*_TRIAL_COLUMNS).join(JobRow, JobRow.id == TrialRow.job_id).where(TrialRow.id.in_(trial_ids))
-    ).all()
+    rows = connection.execute(_READ_TRIALS, {"ids": trial_ids}).all()
     trials = {row.id: row for row in rows}
 
     verdicts: list[StepOutcome | None] = []  # None: a candidate for the insert
@@ -116,12 +120,13 @@ def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -
 
     inserted: set[tuple[int, int]] = set()
     if to_insert:
-        statement = _insert(connection).values(list(to_insert.values()))
-        statement = statement.on_conflict_do_nothing(index_elements=["trial_id", "step"]).returning(
-            MetricRow.trial_id, MetricRow.step
-        )
-        inserted = {(trial_id, step) for trial_id, step in connection.execute(statement)}
+        # One cached statement, many parameter sets: SQLAlchemy sends them as one multi-row
+        # INSERT ("insertmanyvalues") and hands back the rows that went in.
+        inserted = {
+            tuple(row) for row in connection.execute(_insert_new_steps(connection), list(to_insert.values()))
+        }
 
+    records: dict[int, TrialRecord] = {}  # one per trial, however many of its reports the batch holds
     results = []
     for report, verdict in zip(reports, verdicts, strict=True):
         key = (report.trial_id, report.step)
@@ -129,10 +134,18 @@ def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -
             # The first report of a key that went in is the one that stored it.
             verdict = StepOutcome.RECORDED if key in inserted else StepOutcome.REPEAT
             inserted.discard(key)
-        row = trials.get(report.trial_id)
-        visible = verdict not in (StepOutcome.NOT_FOUND, StepOutcome.FORBIDDEN)
-        results.append(StepResult(verdict, _trial_record(row) if visible and row is not None else None))
+        trial = None
+        if verdict not in (StepOutcome.NOT_FOUND, StepOutcome.FORBIDDEN):
+            trial = records.get(report.trial_id)
+            if trial is None:
+                trial = records[report.trial_id] = _trial_record(trials[report.trial_id])
+        results.append(StepResult(verdict, trial))
     return results
+
+
+def _insert_new_steps(connection: Connection) -> Any:
+    statement = _insert(connection).on_conflict_do_nothing(index_elements=["trial_id", "step"])
+    return statement.returning(MetricRow.trial_id, MetricRow.step)
 
 
 def _insert(connection: Connection) -> Any:

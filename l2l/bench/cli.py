@@ -85,13 +85,20 @@ def add_bench_parser(commands: Any) -> None:
     )
     reports.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run (default 15)")
     reports.add_argument("--connections", type=int, default=50, help="concurrent clients (default 50)")
-    reports.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    reports.add_argument(
+        "--workers", type=int, action="append", help="uvicorn worker processes (repeat to compare; default 1)"
+    )
     reports.add_argument("--trials", type=int, default=200, help="running trials reported on (default 200)")
     reports.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
     reports.add_argument(
         "--server-path",
         type=Path,
         help="run the service from this checkout instead (e.g. a worktree of the code before a change)",
+    )
+    reports.add_argument(
+        "--compare-with",
+        type=Path,
+        help="also run the service from this checkout, just before each run of this one (side by side)",
     )
     reports.add_argument(
         "--postgres-url",
@@ -220,11 +227,12 @@ def _run_reports(args: argparse.Namespace) -> int:
         args.database or ["sqlite", "postgresql"],
         seconds=args.seconds,
         connections=args.connections,
-        workers=args.workers,
+        workers=args.workers or [1],
         trials=args.trials,
         wrk_threads=args.wrk_threads,
-        server_path=args.server_path,
+        server_paths=([args.compare_with] if args.compare_with else []) + [args.server_path],
         postgres_admin_url=args.postgres_url,
+        progress=lambda result: print(format_results([result]).splitlines()[-1], flush=True),
     )
     print(format_results(results))
     if args.out:

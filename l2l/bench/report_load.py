@@ -35,9 +35,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +139,8 @@ class LoadResult:
     replay_all_unchanged: bool
     rows_after_replay: int
     exactly_once: bool
-    notes: list[str] = field(default_factory=list)
+    #: The machine's 1-minute load average when the run ended (other people's work included).
+    load_average: float = 0.0
 
 
 def main_reports(
@@ -147,27 +148,36 @@ def main_reports(
     *,
     seconds: float,
     connections: int,
-    workers: int,
+    workers: list[int],
     trials: int,
     wrk_threads: int,
-    server_path: Path | None,
+    server_paths: list[Path | None],
     postgres_admin_url: str,
+    progress: Callable[[LoadResult], None] | None = None,
 ) -> list[LoadResult]:
+    """One run per database, server checkout and worker count, each on a fresh database.
+
+    The runs of one database follow each other directly, so the checkouts compared meet the
+    same machine load as nearly as a shared machine allows.
+    """
     results = []
     for backend in backends:
-        with _database(backend, postgres_admin_url) as url:
-            results.append(
-                run_load(
-                    url,
-                    backend,
-                    seconds=seconds,
-                    connections=connections,
-                    workers=workers,
-                    trials=trials,
-                    wrk_threads=wrk_threads,
-                    server_path=server_path,
-                )
-            )
+        for server_path in server_paths:
+            for count in workers:
+                with _database(backend, postgres_admin_url) as url:
+                    result = run_load(
+                        url,
+                        backend,
+                        seconds=seconds,
+                        connections=connections,
+                        workers=count,
+                        trials=trials,
+                        wrk_threads=wrk_threads,
+                        server_path=server_path,
+                    )
+                results.append(result)
+                if progress is not None:
+                    progress(result)
     return results
 
 
@@ -242,6 +252,7 @@ def run_load(
         replay_all_unchanged=unchanged,
         rows_after_replay=rows_after,
         exactly_once=exactly_once,
+        load_average=os.getloadavg()[0],
     )
 
 
@@ -462,8 +473,8 @@ def _cpu_seconds(pids: list[int]) -> float:
 def format_results(results: list[LoadResult]) -> str:
     lines = [
         "| database | server | workers | reports/s | p50 ms | p95 ms | p99 ms | max ms | 200s | not 200 "
-        "| rows | exactly once | wrk CPU s | service CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rows | exactly once | wrk CPU s | service CPU s | service CPU per report | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lat = r.latency_ms
@@ -471,7 +482,8 @@ def format_results(results: list[LoadResult]) -> str:
             f"| {r.backend} | {Path(r.server).name} | {r.workers} | {r.reports_per_second:,.0f} | "
             f"{lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} | {r.answered_200} | "
             f"{r.not_200 + sum(r.socket_errors.values())} | {r.rows_stored} | "
-            f"{'yes' if r.exactly_once else 'NO'} | {r.wrk_cpu_s} | {r.server_cpu_s} |"
+            f"{'yes' if r.exactly_once else 'NO'} | {r.wrk_cpu_s} | {r.server_cpu_s} | "
+            f"{r.server_cpu_s / max(r.answered_200, 1) * 1e6:.0f} µs | {r.load_average:.1f} |"
         )
     return "\n".join(lines)
 

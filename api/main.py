@@ -27,7 +27,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.store = store or Store(settings.resolved_database_url)
         if own_store:
             app.state.store.migrate()
-            app.state.step_writer = StepWriter(app.state.store)
+        # A fresh writer each start, so an app that is started again (tests do) takes reports again.
+        app.state.step_writer = StepWriter(app.state.store)
         yield
         # Reports already queued are stored (and answered) before the database goes away.
         app.state.step_writer.close()

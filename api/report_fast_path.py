@@ -9,9 +9,10 @@ validates the body with the same :class:`~api.schemas.TrialReport`, stores it th
 service function as the route (:func:`l2l.service.jobs.report_step`, group-committed) and answers
 with the same :class:`~api.schemas.ReportAccepted` document or the same ``{"detail": ...}`` refusals.
 
-Everything else (final reports, a missing token, a body that does not validate, anything odd)
-goes on, body included, to the FastAPI route in :mod:`api.routes.trials`, which stays the one
-documented in the OpenAPI schema and the one that answers those cases.
+Everything else (final reports, a missing token, a body that does not validate or is not sent
+as ``application/json``, anything odd) goes on, body included, to the FastAPI route in
+:mod:`api.routes.trials`, which stays the one documented in the OpenAPI schema and the one that
+answers those cases.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class ReportFastPath:
             return
         token = bearer_token(_header(scope, b"authorization"))
         length = _header(scope, b"content-length")
-        if token is None or length is None or not length.isdigit() or int(length) > MAX_BODY:
+        json_body = (_header(scope, b"content-type") or "").split(";")[
+            0
+        ].strip().lower() == "application/json"
+        if token is None or not json_body or length is None or not length.isdigit() or int(length) > MAX_BODY:
             await self.app(scope, receive, send)
             return
         body, more, last = await _read_body(receive, int(length))

@@ -6,6 +6,7 @@ No timing is asserted: only answers and rows.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import Counter
@@ -191,3 +192,38 @@ def test_the_writer_groups_concurrent_reports_and_answers_each(store: Store) -> 
     assert all(r.outcome in (StepOutcome.RECORDED, StepOutcome.REPEAT) for r in results)
     for trial_id, _ in trials:
         assert _stored_steps(store, trial_id) == [0, 1, 2, 3]
+
+
+def test_step_reports_are_refused_as_the_route_refuses_them(store: Store, tmp_path: Path) -> None:
+    """The fast path's refusals, and what it leaves to the route, answer as the route does."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    [(trial_id, token)] = _running_trials(store, 1)
+    app = create_app(make_settings(tmp_path), store)
+    step = {"step": 0, "metrics": {"loss": math.nan}}
+    for _ in range(2):  # the same app started twice (as tests do) takes reports both times
+        with TestClient(app) as client:
+
+            def post(path: str, body: Any, key: str | None = token) -> httpx.Response:
+                headers = {"Content-Type": "application/json"}
+                if key:
+                    headers["Authorization"] = f"Bearer {key}"
+                return client.post(path, content=json.dumps(body), headers=headers)
+
+            report = f"/trials/{trial_id}/report"
+            wrong = post(report, step, key="not-it")
+            assert wrong.status_code == 403 and str(trial_id) in wrong.json()["detail"]
+            assert post("/trials/999999/report", step).status_code == 404
+            assert post(report, step, key=None).status_code == 401  # (the route: no token)
+            invalid = post(report, {"step": -1, "metrics": {}})  # (the route: FastAPI's 422)
+            assert invalid.status_code == 422 and isinstance(invalid.json()["detail"], list)
+            assert post(report, {"metrics": {"loss": 1.0}}).status_code == 422  # no step, not final
+            ok = post(report, step)
+            assert ok.status_code == 200 and ok.json()["trial"]["id"] == trial_id
+            as_text = client.post(
+                report, content=json.dumps(step), headers={"Authorization": f"Bearer {token}"}
+            )
+            assert as_text.status_code == 422  # the route wants JSON declared; so does the fast path
+    assert [(p.step, p.values) for p in store.trial_metrics(trial_id)] == [(0, {"loss": None})]

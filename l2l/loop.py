@@ -173,25 +173,29 @@ class JobLoop:
         log.info("controller %s started", self.owner)
         controller = self.settings.controller
         backoff = Backoff(controller.database_retry_first_seconds, controller.database_retry_max_seconds)
-        while not stop.is_set():
-            try:
-                self.beat()
-                busy = self.step()
-                backoff.reset()
-            except Exception as error:  # noqa: BLE001  the loop must outlive any one failure
-                delay = backoff.next_delay()
-                if isinstance(error, StorageError):
-                    log.warning("the database failed (%s); retrying in %.1f s", _last_line(str(error)), delay)
-                else:
-                    log.exception("a pass of the job loop failed; retrying in %.1f s", delay)
-                self._reload_needed = True
-                with contextlib.suppress(Exception):
-                    self.store.dispose()  # reconnect from scratch on the next pass
-                stop.wait(delay)
-                continue
-            if not busy:
-                stop.wait(controller.poll_seconds)
-        self.close()
+        try:
+            while not stop.is_set():
+                try:
+                    self.beat()
+                    busy = self.step()
+                    backoff.reset()
+                except Exception as error:  # noqa: BLE001  the loop must outlive any one failure
+                    delay = backoff.next_delay()
+                    if isinstance(error, StorageError):
+                        log.warning(
+                            "the database failed (%s); retrying in %.1f s", _last_line(str(error)), delay
+                        )
+                    else:
+                        log.exception("a pass of the job loop failed; retrying in %.1f s", delay)
+                    self._reload_needed = True
+                    with contextlib.suppress(Exception):
+                        self.store.dispose()  # reconnect from scratch on the next pass
+                    stop.wait(delay)
+                    continue
+                if not busy:
+                    stop.wait(controller.poll_seconds)
+        finally:
+            self.close()
         log.info("controller %s stopped", self.owner)
 
     def close(self) -> None:

@@ -31,9 +31,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("idempotency_key", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("request_hash", sa.String(length=64), nullable=True))
-        batch_op.add_column(
-            sa.Column("unfinished_starts", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("unfinished_starts", sa.Integer(), nullable=False, server_default="0"))
         batch_op.create_unique_constraint("uq_jobs_team_idempotency_key", ["team_id", "idempotency_key"])
 
 

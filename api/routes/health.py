@@ -9,6 +9,7 @@ one controller the deployment has. ``/health/live`` says only that this API proc
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
@@ -51,8 +52,8 @@ UNHEALTHY = {
 }
 
 
-@router.get("/health", responses=UNHEALTHY)
-def health(store: StoreDep, settings: SettingsDep) -> Health | JSONResponse:
+@router.get("/health", response_model=Health, responses=UNHEALTHY)
+def health(store: StoreDep, settings: SettingsDep) -> Any:
     """200 when the database answers and a controller's heartbeat is fresh, with its age; else 503."""
     fresh_for = settings.controller.heartbeat_stale_seconds
     retry_after = str(max(1, round(settings.controller.heartbeat_seconds)))

@@ -356,6 +356,11 @@ class Store(ControllerHeartbeats):
                 raise lost_race
             raise AlreadySubmitted(_job_record(existing))
 
+    def job_by_idempotency_key(self, team_id: int | None, key: str) -> JobRecord | None:
+        with self._session(write=False) as session:
+            row = _job_by_key(session, team_id, key)
+            return _job_record(row) if row is not None else None
+
     def get_job(self, job_id: int, team_id: int | None = None) -> JobRecord:
         """A job; with ``team_id``, only that team's (another team's job is NotFound, not Forbidden)."""
         with self._session(write=False) as session:

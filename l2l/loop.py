@@ -160,6 +160,8 @@ class JobLoop:
         #: A database error left the in-memory strategies possibly ahead of the database.
         self._reload_needed = False
         self._next_beat = 0.0
+        #: Passes that failed (the database, mostly) and were retried after a backoff.
+        self.failed_passes = 0
 
     # ------------------------------------------------------------------ driving
 
@@ -181,6 +183,7 @@ class JobLoop:
                     backoff.reset()
                 except Exception as error:  # noqa: BLE001  the loop must outlive any one failure
                     delay = backoff.next_delay()
+                    self.failed_passes += 1
                     if isinstance(error, StorageError):
                         log.warning(
                             "the database failed (%s); retrying in %.1f s", _last_line(str(error)), delay

@@ -81,6 +81,7 @@ def test_the_controller_outlives_a_database_outage(
                 time.sleep(0.1)
             _outage(kind, tmp_path, proxy)
             assert runner.is_alive(), "the controller died in the outage"
+            assert loop.failed_passes > 0, "the outage did not reach the controller"
             deadline = time.monotonic() + 180
             while not api_store.get_job(job_id).state.is_finished():
                 assert runner.is_alive(), "the controller died after the outage"

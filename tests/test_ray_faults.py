@@ -24,7 +24,7 @@ JOB = {
     "dataset": "wine",
     "space": "mlp",
     "strategy": "random",
-    "budget": {"trials": 1, "concurrency": 1, "epochs": 150},
+    "budget": {"trials": 1, "concurrency": 1, "epochs": 60},
     "seed": 2,
     "final_model": False,
 }

@@ -42,6 +42,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller import create_strategy
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 TOLD_STATES = {TrialState.COMPLETED, TrialState.FAILED, TrialState.TIMED_OUT}
 #: States of trials whose results a strategy will learn.
 UNTOLD_STATES = {TrialState.QUEUED, TrialState.RUNNING, *TOLD_STATES}
+#: A controller silent this long is dead; its heartbeat row is dropped when another starts.
+FORGET_DEAD_CONTROLLERS_AFTER = timedelta(days=1)
 #: Extra seconds a placement trial gets beyond its own search time before it counts as hung.
 PLACEMENT_GRACE_SECONDS = 300.0
 
@@ -173,6 +176,8 @@ class JobLoop:
         On return the leases it held are released and its heartbeat row removed.
         """
         log.info("controller %s started", self.owner)
+        with contextlib.suppress(StorageError):  # rows of controllers that died long ago
+            self.store.forget_controllers_older_than(datetime.now(UTC) - FORGET_DEAD_CONTROLLERS_AFTER)
         controller = self.settings.controller
         backoff = Backoff(controller.database_retry_first_seconds, controller.database_retry_max_seconds)
         try:

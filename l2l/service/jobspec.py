@@ -335,7 +335,7 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "dataset": dataset,
         "space": space,
         "strategy": {"name": choice.name, "options": options},
-        "budget": budget.model_dump(),
+        "budget": budget.model_dump(exclude_none=True),
         "seed": spec.seed,
         "objective": objective,
         "final_model": spec.final_model,

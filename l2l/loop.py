@@ -299,8 +299,15 @@ class JobLoop:
                 continue
             try:
                 fresh = self._start(record)
+            except StorageError:
+                raise
             except JobCannotRun as error:
                 self._finish(job, JobState.FAILED, str(error))
+                continue
+            except (Exception, SystemExit) as error:  # it loaded before; now it does not
+                log.exception("job %s cannot be reloaded", job.id)
+                reason = f"the job cannot be loaded: {type(error).__name__}: {error}"
+                self._finish(job, JobState.FAILED, reason)
                 continue
             self._jobs[job.id] = fresh
             self._resume_unfinished_trials(fresh, skip_in_flight=True)
@@ -579,7 +586,11 @@ class JobLoop:
             why = f"attempt {attempt.attempt} ran past the trial time limit of {attempt.limit:g} s"
             log.warning("trial %s: %s; stopped", trial_id, why)
             outcome = Outcome(trial_id, why, True, attempt.attempt, attempt.final, timed_out=True)
-            self._guarded(trial_id, self._handle_outcome, outcome)
+            try:
+                self._guarded(trial_id, self._handle_outcome, outcome)
+            except StorageError:
+                self._unhandled.append(outcome)  # recorded on the next pass
+                raise
         return bool(overdue)
 
     def _handle_outcome(self, outcome: Outcome) -> None:

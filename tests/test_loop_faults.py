@@ -20,7 +20,7 @@ from l2l.loop import JobLoop
 from l2l.service.jobs import submit_job
 from l2l.service.jobspec import JobSpec
 from l2l.settings import Settings
-from l2l.store import Store
+from l2l.store import StorageError, Store
 from l2l.store.states import JobState, TrialState
 from l2l.worker.executor import TrialTask
 
@@ -209,3 +209,49 @@ def test_a_hung_trial_is_stopped_at_its_time_limit_and_retried_then_timed_out(
     assert executor.cancelled.count(stuck.id) == 2  # each attempt's worker was told to stop
     assert store.get_job(job_id).state is JobState.COMPLETED
     assert all(t.state is TrialState.COMPLETED and t.attempts == 1 for t in trials[1:])
+
+
+def test_a_pass_cut_by_database_errors_is_redone_from_the_stored_state(
+    store: Store, live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proposal that could not be stored, a result that could not be marked told: the loop
+    reloads the strategy from the database, so no proposal is skipped and none told twice."""
+    settings = live.settings.model_copy(
+        update={
+            "controller": live.settings.controller.model_copy(
+                update={"database_retry_first_seconds": 0.05, "database_retry_max_seconds": 0.1}
+            )
+        }
+    )
+    job_id = _submit(
+        store, settings, strategy="evolution", budget={"trials": 8, "concurrency": 2, "epochs": 1}
+    )
+    calls = {"add_trial": 0, "mark_told": 0}
+    real_add, real_told = store.add_trial, store.mark_told
+
+    def flaky(name: str, real: object, fail_on: int) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            if calls[name] == fail_on:  # after the strategy asked / learned: it is ahead now
+                raise StorageError("database error: server closed the connection unexpectedly")
+            return real(*args, **kwargs)  # type: ignore[operator]
+
+        return call
+
+    monkeypatch.setattr(store, "add_trial", flaky("add_trial", real_add, 3))
+    monkeypatch.setattr(store, "mark_told", flaky("mark_told", real_told, 2))
+    loop = JobLoop(store, ThreadExecutor(), settings)
+    stop = threading.Event()
+    runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not store.get_job(job_id).state.is_finished():
+            assert runner.is_alive() and time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert loop.failed_passes >= 2
+    _check_budget_exactly(store, job_id, 8)
+    assert store.get_job(job_id).strategy_state["next_id"] == 8  # type: ignore[index]

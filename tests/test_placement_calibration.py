@@ -127,6 +127,8 @@ def test_real_steps_on_two_virtual_devices() -> None:
         assert math.isfinite(result.predicted_s) and result.predicted_s >= 0
         assert math.isfinite(result.measured_s) and result.measured_s >= 0
         if result.measured_s > 0:
-            assert result.error == pytest.approx(abs(result.predicted_s - result.measured_s) / result.measured_s)
+            assert result.error == pytest.approx(
+                abs(result.predicted_s - result.measured_s) / result.measured_s
+            )
     assert set(results[0].placement.values()) == {0}
     assert set(results[1].placement.values()) == {0, 1}

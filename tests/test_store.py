@@ -60,7 +60,7 @@ def test_add_trial_saves_strategy_state_atomically(store: Store) -> None:
     store.claim_job("a", lease_seconds=60)
     first = store.add_trial(job.id, "a", proposal_id=7, params={"x": 1}, strategy_state={"asked": 1})
     second = store.add_trial(job.id, "a", proposal_id=8, params={"x": 2}, strategy_state={"asked": 2})
-    assert (first.number, second.number) == (0, 1)
+    assert (first.number, second.number) == (1, 2)  # "trial 1" is the first
     assert store.get_job(job.id).strategy_state == {"asked": 2}
     assert first.state is TrialState.QUEUED
     with pytest.raises(Exception):  # noqa: B017 - a duplicate proposal id is refused, and nothing changes

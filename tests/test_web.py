@@ -253,12 +253,12 @@ def test_rewards_are_a_compact_series_with_an_etag(
     app_client.cookies.set(KEY_COOKIE, key)
 
     first = app_client.get(f"/jobs/{job_id}/rewards")
-    assert first.status_code == 200 and first.json() == [[0, 0.5], [2, None]]
+    assert first.status_code == 200 and first.json() == [[1, 0.5], [3, None]]
     etag = first.headers["etag"]
     assert app_client.get(f"/jobs/{job_id}/rewards", headers={"If-None-Match": etag}).status_code == 304
     sqlite_store.set_trial_state(trials[1].id, TrialState.COMPLETED, reward=0.75)
     again = app_client.get(f"/jobs/{job_id}/rewards", headers={"If-None-Match": etag})
-    assert again.status_code == 200 and again.json() == [[0, 0.5], [1, 0.75], [2, None]]
+    assert again.status_code == 200 and again.json() == [[1, 0.5], [2, 0.75], [3, None]]
     assert again.headers["etag"] != etag
 
     _, beta_key = create_team(sqlite_store, "beta")
@@ -286,7 +286,7 @@ def _insert_finished_job(store: Store, settings: Settings, team: Any, trials: in
         rows.append(
             {
                 "job_id": job_id,
-                "number": n,
+                "number": n + 1,  # trials are numbered from 1
                 "proposal_id": n,
                 "params": params,
                 "attempts": 1,

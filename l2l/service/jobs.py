@@ -13,11 +13,13 @@ import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, BinaryIO
 
 import httpx
 
 from l2l.rewards import reward_from_metrics, why_no_reward
+from l2l.service.chance import chance_warning
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
 from l2l.settings import Settings
 from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
@@ -94,8 +96,11 @@ def authenticate(store: Store, key: str | None) -> TeamRecord:
 
 def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
     """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
+    data_name = None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
-        spec = spec.model_copy(update={"dataset": _uploaded_dataset(store, spec.dataset, team)})
+        uploaded = _uploaded_dataset(store, spec.dataset, team)
+        data_name = uploaded.pop("display_name")
+        spec = spec.model_copy(update={"dataset": uploaded})
     normalised = validate_job(spec, settings)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
@@ -106,9 +111,8 @@ def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord
         name = spec.name or _placement_job_name(normalised["placement"])
     else:
         space_name = normalised["space"].get("name") or "keras_tuner"
-        name = (
-            spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
-        )
+        data_name = data_name or _dataset_name(normalised["dataset"])
+        name = spec.name or f"{normalised['strategy']['name']} on {data_name} ({space_name})"
     return store.create_job(name, normalised, team_id=team.id if team else None)
 
 
@@ -178,7 +182,14 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
         dataset = store.get_dataset(int(given["id"]), team.id if team else None)
     except (NotFound, TypeError, ValueError):
         raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
-    return {**dataset.spec, "dataset_id": dataset.id}
+    return {**dataset.spec, "dataset_id": dataset.id, "display_name": dataset.name}
+
+
+def _dataset_name(dataset: Mapping[str, Any]) -> str:
+    """What a job's name calls its data: a built-in's name, or a CSV file's name without ".csv"."""
+    if dataset.get("path"):
+        return PurePath(dataset["path"]).stem
+    return str(dataset["name"])
 
 
 def _check_warm_start(store: Store, job: Mapping[str, Any], team: TeamRecord | None) -> None:
@@ -302,7 +313,10 @@ def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
             job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
         )
         best = completed[0] if completed else None
-    return {"counts": counts, "best": best, "final_model": store.get_final_model(job.id)}
+    final = store.get_final_model(job.id)
+    tested = final.test_metrics if final is not None and final.state is TrialState.COMPLETED else None
+    warning = chance_warning(job.chance, best.metrics if best else None, tested)
+    return {"counts": counts, "best": best, "final_model": final, "warning": warning}
 
 
 #: Files a final model comes with: the Keras file, how raw rows become its inputs, and

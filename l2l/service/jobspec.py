@@ -38,6 +38,15 @@ Placer = Literal["best_baseline", "expert", "metis", "single_device", "round_rob
 PLACERS: tuple[str, ...] = get_args(Placer)
 
 
+#: Builders that compile with :func:`search_spaces.model_output.compile_for_task`, whose Keras
+#: metrics are therefore known before anything trains (see :func:`reported_metrics`).
+STANDARD_BUILDERS = ("search_spaces.mlp_builder:build", "search_spaces.nb201_builder:build")
+#: Keras' metrics of those builders by task, each also reported on the validation data (``val_``).
+KERAS_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae")}
+#: What the trainer adds to every trained trial's final report (l2l.worker.trainer.run_trial).
+TRAINER_METRICS = ("train_seconds", "parameters")
+
+
 class InvalidJob(ValueError):
     """The job cannot run as submitted; the message says what to change."""
 
@@ -323,6 +332,7 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     else:
         objective = spec.objective.model_dump()
     hardware = _validate_hardware(spec, space, objective)
+    _check_objective_metrics(objective, reported_metrics(space, task, hardware is not None))
     return {
         "dataset": dataset,
         "space": space,
@@ -334,6 +344,34 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
         **({"hardware": hardware} if hardware else {}),
     }
+
+
+def reported_metrics(space: Mapping[str, Any], task: str, hardware: bool = False) -> list[str] | None:
+    """The metrics every trial of this space reports, where known before training; else None.
+
+    Known for the built-in builders (any space on them: ``mlp``, ``nb201_cell``, custom
+    descriptions over their templates) and for tabular NAS-Bench-201 look-ups; a KerasTuner
+    build function or another builder compiles its own metrics.
+    """
+    settings = space.get("settings") or {}
+    if settings.get("tabular"):
+        return ["flops", "parameters", "val_accuracy"]
+    if space.get("builder") not in STANDARD_BUILDERS:
+        return None
+    keras_metrics = KERAS_METRICS[task]
+    names = [*keras_metrics, *(f"val_{name}" for name in keras_metrics), *TRAINER_METRICS]
+    return sorted([*names, *(["step_time"] if hardware else [])])
+
+
+def _check_objective_metrics(objective: Mapping[str, Any], known: list[str] | None) -> None:
+    if known is None:
+        return
+    for role in ("metric", "cost"):
+        name = objective.get(role)
+        if name is not None and name not in known:
+            raise InvalidJob(
+                f"objective.{role}: no trial of this space reports {name!r}; it reports {', '.join(known)}"
+            )
 
 
 def _validate_hardware(

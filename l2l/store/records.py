@@ -37,6 +37,8 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: What always guessing scores on the job's data (see l2l.service.chance); None until it starts.
+    chance: dict[str, Any] | None = None
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -48,7 +50,8 @@ class JobRecord:
 class TrialRecord:
     id: int
     job_id: int
-    #: Position in the job (0, 1, 2, ...), the order the strategy proposed it in.
+    #: Position in the job (1, 2, 3, ...), the order the strategy proposed it in: "trial 1" is
+    #: the first, everywhere (API, pages, command line).
     number: int
     #: The strategy's own id for the proposal, used to tell it the result.
     proposal_id: int

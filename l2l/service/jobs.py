@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import shutil
@@ -96,12 +97,12 @@ def authenticate(store: Store, key: str | None) -> TeamRecord:
 
 def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
     """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
-    data_name = None
+    data_name, rows = None, None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
         uploaded = _uploaded_dataset(store, spec.dataset, team)
-        data_name = uploaded.pop("display_name")
+        data_name, rows = uploaded.pop("display_name"), uploaded.pop("rows")
         spec = spec.model_copy(update={"dataset": uploaded})
-    normalised = validate_job(spec, settings)
+    normalised = validate_job(spec, settings, rows)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
     if "warm_start" in normalised:
@@ -182,7 +183,8 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
         dataset = store.get_dataset(int(given["id"]), team.id if team else None)
     except (NotFound, TypeError, ValueError):
         raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
-    return {**dataset.spec, "dataset_id": dataset.id, "display_name": dataset.name}
+    rows = dataset.summary.get("rows")
+    return {**dataset.spec, "dataset_id": dataset.id, "display_name": dataset.name, "rows": rows}
 
 
 def _dataset_name(dataset: Mapping[str, Any]) -> str:
@@ -372,11 +374,23 @@ class NotReady(Exception):
     """The job has no final model (yet), or the prediction service cannot be reached."""
 
 
-def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
-    """Predictions of the job's final model for raw rows, from the prediction service."""
+def _servable_model(store: Store, job: JobRecord) -> FinalModelRecord:
     model = store.get_final_model(job.id)
     if model is None or model.state is not TrialState.COMPLETED or "preprocessing" not in model.files:
         raise NotReady(f"job {job.id} has no final model yet; predictions start once it is trained")
+    return model
+
+
+def model_preprocessing(store: Store, job: JobRecord) -> dict[str, Any]:
+    """The final model's ``preprocessing.json``: how raw inputs become its inputs (NotReady before)."""
+    with open(_servable_model(store, job).files["preprocessing"], encoding="utf-8") as handle:
+        loaded: dict[str, Any] = json.load(handle)
+    return loaded
+
+
+def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
+    """Predictions of the job's final model for raw rows, from the prediction service."""
+    model = _servable_model(store, job)
     if not rows:
         raise ValueError("send at least one row to predict")
     body = {"model": model.files["keras"], "preprocessing": model.files["preprocessing"], "rows": rows}

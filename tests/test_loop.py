@@ -313,4 +313,4 @@ def test_a_started_job_knows_the_chance_level_of_its_data(store: Store, live: Li
     # wine: 59 / 71 / 48 rows of its three classes; class_1 is the most frequent in any stratified split
     assert chance is not None and chance["metric"] == "accuracy" and chance["task"] == "classification"
     assert chance["guess"] == "always guessing the most frequent class ('class_1')"
-    assert 0.38 < chance["validation"] < 0.42 and 0.38 < chance["test"] < 0.42
+    assert chance["validation"] == pytest.approx(14 / 36) and chance["test"] == pytest.approx(14 / 36)

@@ -31,6 +31,10 @@ from l2l.store.states import JobState, TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Ray clusters, Ray Serve and `l2l serve` (whose predictor takes the default port): one at a time
+# under pytest-xdist (scripts/test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module")
 def ray_executor() -> Iterator[object]:

@@ -153,10 +153,65 @@ def test_the_form_submits_a_job_with_defaults(app_client: TestClient, sqlite_sto
     assert response.status_code == 303
     job_id = int(response.headers["location"].rsplit("/", 1)[1])
     job = sqlite_store.get_job(job_id, team_id=alpha.id)
-    assert job.spec["budget"] == {"trials": 20, "concurrency": 2, "epochs": 4, "resources": {"CPU": 1.0}}
+    # epochs left empty: enough for ~150 steps on digits' 1,078 training images (34 a pass)
+    assert job.spec["budget"] == {"trials": 20, "concurrency": 2, "epochs": 5, "resources": {"CPU": 1.0}}
     assert job.spec["strategy"]["name"] == "reinforce" and job.spec["space"]["name"] == "nb201_cell"
     page = app_client.get(response.headers["location"])
     assert page.status_code == 200 and f'data-job-id="{job_id}"' in page.text
+    # Nothing but the form's defaults: the space is chosen from the data (a small image set: the MLP).
+    assert 'name="space" value="" checked' in form.text
+    defaults = app_client.post("/new", data={"dataset": "digits", "space": "", "epochs": ""})
+    assert defaults.status_code == 303
+    chosen = sqlite_store.get_job(int(defaults.headers["location"].rsplit("/", 1)[1]))
+    assert chosen.spec["space"]["name"] == "mlp" and chosen.spec["budget"]["epochs"] == 5
+
+
+def test_an_upload_from_the_page_is_offered_by_the_new_job_form(
+    app_client: TestClient, sqlite_store: Store, tmp_path: Path
+) -> None:
+    alpha, key = create_team(sqlite_store, "alpha")
+    app_client.cookies.set(KEY_COOKIE, key)
+    page = app_client.get("/upload")
+    assert page.status_code == 200 and 'enctype="multipart/form-data"' in page.text
+    assert 'name="file"' in page.text and 'name="target"' in page.text
+    assert 'href="/upload"' in app_client.get("/new").text  # the form says where uploads are made
+
+    rows = "".join(f"{i % 7},{(i * 3) % 11},{'yes' if i % 2 else 'no'}\n" for i in range(60))
+    uploaded = app_client.post(
+        "/upload",
+        files={"file": ("churn.csv", ("a,b,left\n" + rows).encode())},
+        data={"target": "left", "name": "customers 2026"},
+    )
+    assert uploaded.status_code == 303, uploaded.text
+    dataset = sqlite_store.list_datasets(alpha.id)[0]
+    assert uploaded.headers["location"] == f"/new?dataset=upload:{dataset.id}"
+    form = app_client.get(uploaded.headers["location"])
+    assert f'value="upload:{dataset.id}" checked' in form.text and "customers 2026" in form.text
+    assert "60 rows, 2 classes" in form.text
+
+    submitted = app_client.post("/new", data={"dataset": f"upload:{dataset.id}", "trials": "3"})
+    assert submitted.status_code == 303, submitted.text
+    job = sqlite_store.get_job(int(submitted.headers["location"].rsplit("/", 1)[1]))
+    assert job.spec["dataset"]["dataset_id"] == dataset.id and job.name == "reinforce on customers 2026 (mlp)"
+
+
+def test_a_bad_upload_from_the_page_says_what_to_fix_and_keeps_nothing(
+    app_client: TestClient, sqlite_store: Store, tmp_path: Path
+) -> None:
+    alpha, key = create_team(sqlite_store, "alpha")
+    app_client.cookies.set(KEY_COOKIE, key)
+    latin = "a,b,left\n" + "".join(f"{i},{i},caf\u00e9 {i % 2}\n" for i in range(30))
+    refused = app_client.post(
+        "/upload", files={"file": ("sales.csv", latin.encode("latin-1"))}, data={"target": "left"}
+    )
+    assert refused.status_code == 422 and 'id="form-error"' in refused.text
+    assert "the CSV is not UTF-8 text (byte 0xe9 at line 2); save it as UTF-8 CSV" in refused.text
+    assert "caf" not in refused.text  # never the file's content
+    assert 'value="left"' in refused.text  # what was typed stays
+    no_file = app_client.post("/upload", data={"target": "left"})
+    assert no_file.status_code == 422 and "Choose a file" in no_file.text
+    assert sqlite_store.list_datasets(alpha.id) == []
+    assert not any((tmp_path / "datasets").glob("*"))  # no file left behind
 
 
 def test_the_form_shows_the_message_of_a_job_that_cannot_run(
@@ -427,6 +482,7 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
 
     # A job that cannot run comes back with the API's message and the form as typed.
     find(By.CSS_SELECTOR, "input[name=dataset][value=wine]").click()
+    find(By.CSS_SELECTOR, "input[name=space][value=nb201_cell]").click()
     find(By.ID, "submit-job").click()
     message = wait_for("the 422 message shows", lambda: text_of("form-error"))
     assert "pick another space or dataset" in message

@@ -66,7 +66,10 @@ def test_submit_wait_list_and_download(
     assert "job 1 completed: from the command line\n  4 of 4 trials completed\n  best: trial " in summary
     best_number = int(summary.split("best: trial ")[1].split(",")[0])
     assert 1 <= best_number <= 4  # numbered from 1, as everywhere
-    assert "chance level: accuracy 0.3889 on the test part" in summary and "most frequent class ('class_1')" in summary
+    assert (
+        "chance level: accuracy 0.3889 on the test part" in summary
+        and "most frequent class ('class_1')" in summary
+    )
     assert f"final model (trial {best_number} retrained): test_accuracy 0." in summary
     assert "download it: l2l download 1" in summary and "WARNING" not in summary
 
@@ -136,3 +139,39 @@ def test_create_team_prints_the_key_and_no_log_lines(tmp_path: Path) -> None:
     )
     assert re.fullmatch(r"l2l_[A-Za-z0-9_-]{43}\n", made.stdout), made.stdout
     assert made.stderr == "API key for team newcomers (shown once; keep it secret):\n", made.stderr
+
+
+def test_the_demo_and_the_summary_number_trials_as_the_api_does() -> None:
+    from l2l.client.demo import _trial_line
+    from l2l.client.format import job_summary
+
+    first = {
+        "id": 41,
+        "number": 1,
+        "state": "completed",
+        "reward": 0.9,
+        "metrics": {},
+        "params": {"units": 8},
+    }
+    job = {
+        "id": 3,
+        "name": "demo",
+        "state": "completed",
+        "reason": None,
+        "spec": {"objective": {"metric": "val_accuracy"}},
+        "progress": {"trials": 24, "completed": 24, "failed": 0, "cancelled": 0},
+        "best_trial": {**first, "metrics": {"val_accuracy": 0.9, "parameters": 866.0}},
+        "final_model": {
+            "state": "completed",
+            "trial_id": 41,
+            "test_metrics": {"test_accuracy": 0.9583, "test_examples": 360.0, "parameters": 866.0},
+        },
+        "chance": None,
+        "warning": None,
+    }
+    assert _trial_line(first, job).startswith("trial   1/24  val_accuracy 0.9000")
+    summary = "\n".join(job_summary(job))
+    assert "best: trial 1, val_accuracy 0.9000" in summary
+    assert (
+        "final model (trial 1 retrained): test_accuracy 0.9583, test_examples 360, parameters 866" in summary
+    )

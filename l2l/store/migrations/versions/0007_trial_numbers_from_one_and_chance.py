@@ -16,9 +16,12 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, not batch mode: SQLite (3.35+) adds and drops a column in place, and a batch
+# copy of "jobs" would drop the old table, and with it (ON DELETE CASCADE) every trial.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("chance", sa.JSON(), nullable=True))
+    op.add_column("jobs", sa.Column("chance", sa.JSON(), nullable=True))
     # "trial 1" is the first trial everywhere. Two steps, so that no row ever takes a number
     # another row of its job still has (uq_trials_job_number is checked row by row).
     op.execute("UPDATE trials SET number = -(number + 1)")
@@ -28,5 +31,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("UPDATE trials SET number = -(number - 1)")
     op.execute("UPDATE trials SET number = -number")
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("chance")
+    op.drop_column("jobs", "chance")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 
 from l2l.loop import JobLoop
 from l2l.service.chance import beats_clearly
@@ -80,7 +80,7 @@ class PredictionService:
 
     def __enter__(self) -> PredictionService:
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG_SECONDS
         while not self.server.started:
             assert time.monotonic() < deadline, "the prediction service did not start"
             time.sleep(0.05)
@@ -119,9 +119,7 @@ def test_the_default_job_on_a_small_image_upload_learns_and_predicts_pngs(
     )
     assert uploaded.status_code == 201, uploaded.text
     dataset_id = uploaded.json()["id"]
-    submitted = http.post(
-        "/jobs", json={"dataset": {"id": dataset_id}, "budget": {"trials": 1}, "seed": 0}
-    )
+    submitted = http.post("/jobs", json={"dataset": {"id": dataset_id}, "budget": {"trials": 1}, "seed": 0})
     assert submitted.status_code == 201, submitted.text
     job = submitted.json()
     assert job["name"] == "reinforce on shapes (mlp)"  # the upload's name, not "npz"
@@ -129,9 +127,9 @@ def test_the_default_job_on_a_small_image_upload_learns_and_predicts_pngs(
     assert job["spec"]["budget"]["epochs"] == default_epochs(180) == 38
 
     loop = JobLoop(sqlite_store, InlineExecutor(sqlite_store), server.settings)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + HANG_SECONDS
     while not sqlite_store.get_job(job["id"]).state.is_finished():
-        assert time.monotonic() < deadline, "the job did not finish in 10 minutes"
+        assert time.monotonic() < deadline, f"the job did not finish in {HANG_SECONDS:.0f} s"
         if not loop.step():
             time.sleep(0.05)
 

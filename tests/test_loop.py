@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 from fakes import ThreadExecutor, synthetic_metrics
 
 from l2l.loop import JobLoop
@@ -39,7 +39,7 @@ def _submit(store: Store, settings: Settings, **changes: object) -> int:
     return submit_job(store, JobSpec.model_validate({**JOB, **changes}), settings).id
 
 
-def _run_until_done(loop: JobLoop, job_id: int, seconds: float = 60) -> None:
+def _run_until_done(loop: JobLoop, job_id: int, seconds: float = HANG_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while not loop.store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline, f"job {job_id} did not finish in {seconds} s"
@@ -77,7 +77,7 @@ def test_concurrency_is_never_exceeded(store: Store, live: LiveServer) -> None:
 
     job_id = _submit(store, live.settings, strategy="random")
     loop = JobLoop(store, ThreadExecutor(slow), live.settings)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_SECONDS
     while not store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline
         loop.step()
@@ -184,7 +184,7 @@ def test_pause_resume_and_cancel_while_the_loop_runs(store: Store, live: LiveSer
     assert store.trial_counts(job_id)[TrialState.RUNNING] == 2
     store.change_job_state(job_id, None, "pause")
     release.set()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_SECONDS
     while store.trial_counts(job_id)[TrialState.COMPLETED] < 2 or store.list_trials(job_id, told=False)[1]:
         assert time.monotonic() < deadline
         loop.step()

@@ -501,12 +501,12 @@ def _browse(driver: Any, url: str, key: str, big_job: int, By: Any, Select: Any)
     # It runs: the completed count rises while we watch, and the chart gains points.
     wait_for("a first trial completes", lambda: completed() >= 1)
     first_seen = completed()
-    wait_for("more trials complete", lambda: completed() > first_seen, seconds=40)
+    wait_for("more trials complete", lambda: completed() > first_seen)
     wait_for("the chart has points", lambda: int(find(By.ID, "chart").get_attribute("data-points") or 0) >= 2)
     wait_for("the best architecture is drawn", lambda: find(By.CSS_SELECTOR, "#arch svg"))
 
     # The failed trial's error, in the table and in its detail.
-    wait_for("the job ends", lambda: text_of("job-state").lower() == "completed", seconds=60)
+    wait_for("the job ends", lambda: text_of("job-state").lower() == "completed")
     wait_for("the table shows the failure", lambda: "Dense(4096)" in text_of("trial-rows"))
     Select(find(By.ID, "state-filter")).select_by_value("failed")
     wait_for(

@@ -158,6 +158,7 @@ def test_the_form_submits_a_job_with_defaults(app_client: TestClient, sqlite_sto
     assert job.spec["strategy"]["name"] == "reinforce" and job.spec["space"]["name"] == "nb201_cell"
     page = app_client.get(response.headers["location"])
     assert page.status_code == 200 and f'data-job-id="{job_id}"' in page.text
+    assert 'id="job-warning"' in page.text and 'id="job-chance"' in page.text  # filled from GET /jobs/{id}
     # Nothing but the form's defaults: the space is chosen from the data (a small image set: the MLP).
     assert 'name="space" value="" checked' in form.text
     defaults = app_client.post("/new", data={"dataset": "digits", "space": "", "epochs": ""})

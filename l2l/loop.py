@@ -377,6 +377,8 @@ class JobLoop:
             raise JobCannotRun(f"the search space cannot be loaded: {error}") from error
         if record.space is None:
             self.store.save_space(record.id, self.owner, space.to_dict())
+        if record.chance is None and not space.settings.get("tabular"):
+            self.store.save_chance(record.id, self.owner, _chance_of(spec["dataset"]))
         try:
             self.executor.check_resources(spec["budget"]["resources"])
         except ResourceUnavailable as error:
@@ -482,6 +484,9 @@ class JobLoop:
                 error = failed[0].error if failed else job.last_error
                 self._finish(job, JobState.FAILED, f"the placement failed: {_last_line(error)}")
                 return True
+            if counts[TrialState.COMPLETED] == 0:  # nothing to show for it: a failure, never "completed"
+                self._finish(job, JobState.FAILED, self._why_no_trial_succeeded(job))
+                return True
             reasons = [] if created >= budget["trials"] else ["the strategy had nothing more to propose"]
             if final is not None and final.state in (TrialState.FAILED, TrialState.TIMED_OUT):
                 reasons.append(f"the final model failed: {_last_line(final.error)}")
@@ -528,10 +533,23 @@ class JobLoop:
             job.last_error = trial.error
             limit = self.settings.controller.max_consecutive_failures
             if job.consecutive_failures >= limit:
-                last = _last_line(trial.error)
-                self._finish(job, JobState.FAILED, f"{limit} trials failed in a row; the last one: {last}")
+                reason = f"the last one: {_last_line(trial.error)}"
+                if self.store.trial_counts(job.id)[TrialState.COMPLETED] == 0:
+                    failed, _ = self.store.list_trials(job.id, states={TrialState.FAILED})
+                    reason = _missing_objective_metric(job.record.spec, failed) or reason
+                self._finish(job, JobState.FAILED, f"{limit} trials failed in a row; {reason}")
                 return True
         return bool(finished)
+
+    def _why_no_trial_succeeded(self, job: _ActiveJob) -> str:
+        """The reason of a job none of whose trials completed, in the words of what went wrong."""
+        failed, total = self.store.list_trials(job.id, states={TrialState.FAILED})
+        missing = _missing_objective_metric(job.record.spec, failed)
+        if missing is not None:
+            return missing
+        last = max(failed, key=lambda t: (t.finished_at or t.created_at, t.number), default=None)
+        error = last.error if last is not None else job.last_error
+        return f"no trial succeeded ({total} failed); the last error: {_last_line(error)}"
 
     def _launch(self, job: _ActiveJob, trial: TrialRecord) -> None:
         token, token_hash = new_report_token()
@@ -671,6 +689,26 @@ class JobLoop:
             if job_id == job.id:
                 del self._trial_jobs[trial_id]
                 self._attempts.pop(trial_id, None)
+
+
+def _missing_objective_metric(spec: dict[str, Any], failed: list[TrialRecord]) -> str | None:
+    """Why trials failed when none reported the objective's metric (a typo: val_acc), else None."""
+    metric = spec.get("objective", {}).get("metric")
+    reported = sorted({name for trial in failed for name in trial.metrics})
+    if not (failed and reported and metric) or any(metric in trial.metrics for trial in failed):
+        return None
+    return f"no trial reported the objective metric {metric!r}; metrics reported: {', '.join(reported)}"
+
+
+def _chance_of(dataset: dict[str, Any]) -> dict[str, Any]:
+    from l2l.service.chance import chance_level
+    from l2l.service.datasets import DatasetError, load_dataset
+
+    try:
+        # The split the trials see: the dataset's own split seed (see l2l.worker.trainer).
+        return chance_level(load_dataset(dataset, seed=dataset.get("split_seed", 0)))
+    except (DatasetError, OSError, ValueError) as error:
+        raise JobCannotRun(f"the dataset cannot be loaded: {error}") from error
 
 
 def _last_line(text: str | None) -> str:

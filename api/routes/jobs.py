@@ -31,7 +31,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 
 def _public(store: Store, job: JobRecord) -> JobPublic:
     progress = service.job_progress(store, job)
-    return JobPublic.of(job, progress["counts"], progress["best"], progress["final_model"])
+    return JobPublic.of(
+        job, progress["counts"], progress["best"], progress["final_model"], progress["warning"]
+    )
 
 
 @router.post(

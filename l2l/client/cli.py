@@ -52,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(commands)
     args = parser.parse_args(argv)
 
-    quiet = args.command in ("demo", "bench")  # they print their own progress
+    # demo and bench print their own progress; admin prints a key a script may capture.
+    quiet = args.command in ("demo", "bench", "admin", "migrate", *CLIENT_COMMANDS)
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic says at INFO which dialect it found and each revision it runs: noise at every start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, controller=not args.no_controller)

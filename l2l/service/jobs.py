@@ -14,11 +14,13 @@ import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, BinaryIO
 
 import httpx
 
 from l2l.rewards import reward_from_metrics, why_no_reward
+from l2l.service.chance import chance_warning
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
 from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
@@ -137,9 +139,12 @@ def submit_job(
 
     ``idempotency`` is (key, request hash) to store with the job (see :func:`submit_job_once`).
     """
+    data_name, rows = None, None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
-        spec = spec.model_copy(update={"dataset": _uploaded_dataset(store, spec.dataset, team)})
-    normalised = validate_job(spec, settings)
+        uploaded = _uploaded_dataset(store, spec.dataset, team)
+        data_name, rows = uploaded.pop("display_name"), uploaded.pop("rows")
+        spec = spec.model_copy(update={"dataset": uploaded})
+    normalised = validate_job(spec, settings, rows)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
     if "warm_start" in normalised:
@@ -149,9 +154,8 @@ def submit_job(
         name = spec.name or _placement_job_name(normalised["placement"])
     else:
         space_name = normalised["space"].get("name") or "keras_tuner"
-        name = (
-            spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
-        )
+        data_name = data_name or _dataset_name(normalised["dataset"])
+        name = spec.name or f"{normalised['strategy']['name']} on {data_name} ({space_name})"
     key, request_hash = idempotency or (None, None)
     return store.create_job(
         name, normalised, team_id=team.id if team else None, idempotency_key=key, request_hash=request_hash
@@ -224,7 +228,15 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
         dataset = store.get_dataset(int(given["id"]), team.id if team else None)
     except (NotFound, TypeError, ValueError):
         raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
-    return {**dataset.spec, "dataset_id": dataset.id}
+    rows = dataset.summary.get("rows")
+    return {**dataset.spec, "dataset_id": dataset.id, "display_name": dataset.name, "rows": rows}
+
+
+def _dataset_name(dataset: Mapping[str, Any]) -> str:
+    """What a job's name calls its data: a built-in's name, or a CSV file's name without ".csv"."""
+    if dataset.get("path"):
+        return PurePath(dataset["path"]).stem
+    return str(dataset["name"])
 
 
 def _check_warm_start(store: Store, job: Mapping[str, Any], team: TeamRecord | None) -> None:
@@ -382,7 +394,10 @@ def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
             job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
         )
         best = completed[0] if completed else None
-    return {"counts": counts, "best": best, "final_model": store.get_final_model(job.id)}
+    final = store.get_final_model(job.id)
+    tested = final.test_metrics if final is not None and final.state is TrialState.COMPLETED else None
+    warning = chance_warning(job.chance, best.metrics if best else None, tested)
+    return {"counts": counts, "best": best, "final_model": final, "warning": warning}
 
 
 #: Files a final model comes with: the Keras file, how raw rows become its inputs, and
@@ -438,11 +453,23 @@ class NotReady(Exception):
     """The job has no final model (yet), or the prediction service cannot be reached."""
 
 
-def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
-    """Predictions of the job's final model for raw rows, from the prediction service."""
+def _servable_model(store: Store, job: JobRecord) -> FinalModelRecord:
     model = store.get_final_model(job.id)
     if model is None or model.state is not TrialState.COMPLETED or "preprocessing" not in model.files:
         raise NotReady(f"job {job.id} has no final model yet; predictions start once it is trained")
+    return model
+
+
+def model_preprocessing(store: Store, job: JobRecord) -> dict[str, Any]:
+    """The final model's ``preprocessing.json``: how raw inputs become its inputs (NotReady before)."""
+    with open(_servable_model(store, job).files["preprocessing"], encoding="utf-8") as handle:
+        loaded: dict[str, Any] = json.load(handle)
+    return loaded
+
+
+def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
+    """Predictions of the job's final model for raw rows, from the prediction service."""
+    model = _servable_model(store, job)
     if not rows:
         raise ValueError("send at least one row to predict")
     body = {"model": model.files["keras"], "preprocessing": model.files["preprocessing"], "rows": rows}

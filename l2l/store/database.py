@@ -425,6 +425,11 @@ class Store(ControllerHeartbeats):
         with self._session() as session:
             _owned_job(session, job_id, owner).space = dict(space)
 
+    def save_chance(self, job_id: int, owner: str, chance: Mapping[str, Any]) -> None:
+        """Keep what always guessing scores on the job's data (set once, when the job starts)."""
+        with self._session() as session:
+            _owned_job(session, job_id, owner).chance = dict(chance)
+
     def trial_counts(self, job_id: int) -> dict[TrialState, int]:
         """How many of the job's trials are in each state (every state present, zeros included)."""
         with self._session(write=False) as session:
@@ -530,7 +535,8 @@ class Store(ControllerHeartbeats):
             job = _owned_job(session, job_id, owner)
             if job.state != JobState.RUNNING.value:
                 raise JobNotRunning(f"job {job_id} is {job.state}; it takes no new trials")
-            number = session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0
+            # Numbered from 1: people say "trial 1" for the first, and every view shows this number.
+            number = (session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0) + 1
             row = TrialRow(
                 job_id=job_id,
                 number=number,
@@ -827,6 +833,7 @@ def _job_record(row: JobRow) -> JobRecord:
         idempotency_key=row.idempotency_key,
         request_hash=row.request_hash,
         unfinished_starts=row.unfinished_starts or 0,
+        chance=dict(row.chance) if row.chance is not None else None,
     )
 
 

@@ -58,6 +58,8 @@ class JobRow(Base):
     lease_expires_at: Mapped[datetime | None]
     best_trial_id: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
+    #: What always guessing scores on the job's data (l2l.service.chance), set when it starts.
+    chance: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

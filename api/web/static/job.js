@@ -28,6 +28,9 @@
 
   const $ = (id) => document.getElementById(id);
   const fmt = (x, digits) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits === undefined ? 4 : digits));
+  // A count (examples, parameters) reads as a whole number: 866, not 866.0000.
+  const COUNT = /^(parameters|flops)$|_examples$/;
+  const metricText = (name, v) => (typeof v !== "number" ? String(v) : COUNT.test(name) ? Math.round(v).toLocaleString("en") : fmt(v));
   const plural = (n, word) => n.toLocaleString("en") + " " + word + (n === 1 ? "" : "s");
 
   const { el } = window.L2LDom;
@@ -291,6 +294,16 @@
     const reason = $("job-reason");
     reason.hidden = !job.reason;
     reason.textContent = job.reason || "";
+    const warning = $("job-warning");
+    warning.hidden = !job.warning;
+    warning.textContent = job.warning ? "Warning: " + job.warning : "";
+    const chance = $("job-chance");
+    const level = job.chance && (job.chance.test ?? job.chance.validation);
+    chance.hidden = typeof level !== "number";
+    if (typeof level === "number") {
+      chance.textContent = "Chance level: " + job.chance.metric + " " + fmt(level, 3) + ", from " + job.chance.guess +
+        "; a model that learned something does clearly better.";
+    }
     const finished = FINISHED_JOB.includes(job.state);
     $("pause").hidden = finished || job.state === "paused";
     $("resume").hidden = job.state !== "paused";
@@ -348,7 +361,7 @@
     const children = [status];
     const metrics = model.test_metrics || {};
     if (Object.keys(metrics).length) {
-      const stats = Object.entries(metrics).map(([k, v]) => el("div", {}, [el("dt", { text: k }), el("dd", { text: typeof v === "number" ? fmt(v) : String(v) })]));
+      const stats = Object.entries(metrics).map(([k, v]) => el("div", {}, [el("dt", { text: k }), el("dd", { text: metricText(k, v) })]));
       children.push(el("p", { class: "muted", text: "Scored once on held-out test data that the search never saw:" }));
       children.push(el("dl", { class: "test-metrics", id: "test-metrics" }, stats));
     }

@@ -42,7 +42,10 @@ def report(
     with worker_report_errors(trial_id):
         outcome = service.report_trial(store, trial_id, token, body.metrics, step=body.step, final=body.final)
     return ReportAccepted(
-        trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
+        trial=TrialPublic.of(outcome.trial),
+        changed=outcome.changed,
+        message=outcome.message,
+        decision=outcome.decision,
     )
 
 

@@ -16,7 +16,7 @@ LCBench tasks 7593, 146212 and 189909 the epoch-1 accuracy has rank correlation 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from controller.early_stopping.base import CONTINUE, STOP, Decision, Scheduler
@@ -65,9 +65,11 @@ class Asha(Scheduler):
         self.paused[trial_id] = epoch
         return STOP
 
-    def promotion(self) -> tuple[int, int] | None:
+    def promotion(self, exclude: Collection[int] = ()) -> tuple[int, int] | None:
         for rung in reversed(self._rungs):
-            candidates = [t for t in self._promotable(rung) if self.paused.get(t) == rung]
+            candidates = [
+                t for t in self._promotable(rung) if self.paused.get(t) == rung and t not in exclude
+            ]
             if candidates:
                 return candidates[0], rung
         return None

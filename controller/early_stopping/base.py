@@ -15,9 +15,10 @@ the database; the caller feeds it reports and acts on its answers.
 * ``rungs(trial_id)``: the epochs at which the trial may be paused for a later promotion;
   the worker saves a checkpoint at each of them (before reporting), and a promoted trial
   resumes from one. A rule that never promotes has none.
-* ``promotion()``: a paused trial that has since earned more epochs, as ``(trial_id,
-  epoch)`` where ``epoch`` is the rung it is paused at (it resumes from that checkpoint),
-  or None. A report of a paused trial at a later epoch means it was promoted.
+* ``promotion(exclude=())``: a paused trial (not in ``exclude``) that has since earned
+  more epochs, as ``(trial_id, epoch)`` where ``epoch`` is the rung it is paused at (it
+  resumes from that checkpoint), or None. ``exclude`` lets a caller pass over trials whose
+  promotion is already under way. A report of a paused trial at a later epoch means it was promoted.
 * ``get_state()`` / ``set_state(state)``: JSON-able state; a fresh scheduler with the same
   settings restored from it answers exactly as the original would.
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 
@@ -79,7 +80,7 @@ class Scheduler(ABC):
         """Epochs at which ``trial_id`` may be paused and later promoted (so it is checkpointed there)."""
         return ()
 
-    def promotion(self) -> tuple[int, int] | None:
+    def promotion(self, exclude: Collection[int] = ()) -> tuple[int, int] | None:
         """A paused trial to resume, with the epoch it is paused at; by default none ever is."""
         return None
 

@@ -14,7 +14,7 @@ same bracket without sharing state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from controller.early_stopping.asha import Asha, rung_epochs
@@ -53,9 +53,9 @@ class Hyperband(Scheduler):
         self.paused = {t: e for b in self.brackets for t, e in b.paused.items()}
         return decision
 
-    def promotion(self) -> tuple[int, int] | None:
+    def promotion(self, exclude: Collection[int] = ()) -> tuple[int, int] | None:
         # the bracket whose promotion is furthest along first: it is closest to a finished trial
-        found = [p for b in self.brackets if (p := b.promotion()) is not None]
+        found = [p for b in self.brackets if (p := b.promotion(exclude)) is not None]
         return max(found, key=lambda p: (p[1], -p[0])) if found else None
 
     def get_state(self) -> dict[str, Any]:

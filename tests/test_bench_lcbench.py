@@ -71,3 +71,22 @@ def test_methods_are_parsed_and_ranked() -> None:
     assert ranks["a"] == [1.5, 1.75, 1.5]  # a tie at 50% on t1 shares ranks 1 and 2
     assert ranks["b"] == [1.5, 1.25, 1.5]
     assert ranks["c"] == [3.0, 3.0, 3.0]
+
+
+def test_runs_split_by_seed_and_method_merge_into_one_document() -> None:
+    def document(methods: list[str], seeds: list[int]) -> dict:
+        return {
+            "protocol": {},
+            "tasks": ["t"],
+            "seeds": seeds,
+            "methods": methods,
+            "results": {m: {"t": [[float(s), float(s), float(s)] for s in seeds]} for m in methods},
+            "costs": {m: {"seconds": 1.0 * len(seeds), "configurations": 10 * len(seeds)} for m in methods},
+        }
+
+    merged = lcbench.merge([document(["a", "b"], [0, 1]), document(["a"], [2])], ["a"])
+    assert merged["seeds"] == [0, 1, 2] and merged["methods"] == ["a"]
+    assert merged["results"]["a"]["t"] == [[0.0] * 3, [1.0] * 3, [2.0] * 3]
+    assert merged["costs"]["a"] == {"seconds": 3.0, "configurations": 30.0}
+    with pytest.raises(ValueError, match="missing"):
+        lcbench.merge([document(["a", "b"], [0, 1]), document(["a"], [2])])  # b has no seed 2

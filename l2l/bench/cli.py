@@ -57,7 +57,10 @@ def add_bench_parser(commands: Any) -> None:
     lcbench.add_argument("--data", help="the folder with model.onnx (default ../shared/data/lcbench)")
     lcbench.add_argument("--json", help="also write the raw results here")
     lcbench.add_argument(
-        "--merge", nargs="+", help="instead of running, merge these --json files (other tasks) into --out"
+        "--merge",
+        nargs="+",
+        help="instead of running, merge these --json files (other tasks, seeds or methods; --method "
+        "picks which) into --out",
     )
     lcbench.add_argument("--out", required=True, help="the markdown report, e.g. docs/benchmarks/lcbench.md")
     placement = which.add_parser(
@@ -199,7 +202,11 @@ def _run_lcbench(args: argparse.Namespace) -> int:
     from l2l.bench import lcbench
 
     if args.merge:
-        document = lcbench.merge([json.loads(Path(path).read_text()) for path in args.merge])
+        try:
+            document = lcbench.merge([json.loads(Path(path).read_text()) for path in args.merge], args.method)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"l2l: cannot merge these results: {error}", file=sys.stderr)
+            return 2
     else:
         try:
             surrogate = lcbench.Surrogate(args.data or lcbench.DEFAULT_DATA)

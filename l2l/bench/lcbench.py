@@ -287,18 +287,45 @@ def run_benchmark(
     }
 
 
-def merge(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One document from runs of the same methods and seeds on different tasks (e.g. run in parallel)."""
-    merged = json.loads(json.dumps(documents[0]))
-    for other in documents[1:]:
-        if other["methods"] != merged["methods"] or other["seeds"] != merged["seeds"]:
-            raise ValueError("merge runs of the same methods and seeds only")
-        merged["tasks"] += other["tasks"]
-        for method in merged["methods"]:
-            merged["results"][method].update(other["results"][method])
-            for key in ("seconds", "configurations"):
-                merged["costs"][method][key] += other["costs"][method][key]
-    return merged
+def merge(documents: Sequence[dict[str, Any]], methods: Sequence[str] | None = None) -> dict[str, Any]:
+    """One document from runs that split the work (by task, seed or method, e.g. run in parallel).
+
+    Results are deterministic given (method, task, seed), so a cell found in two documents is
+    the same run. Raises ValueError if some method lacks a (task, seed) another one has.
+    """
+    cells: dict[tuple[str, str, int], list[float | None]] = {}
+    costs: dict[str, dict[str, float]] = {}
+    for document in documents:
+        for method, by_task in document["results"].items():
+            cost = costs.setdefault(method, {"seconds": 0.0, "configurations": 0, "runs": 0})
+            runs = sum(len(r) for r in by_task.values())
+            cost["seconds"] += document["costs"][method]["seconds"]
+            cost["configurations"] += document["costs"][method]["configurations"]
+            cost["runs"] += runs
+            for task, per_seed in by_task.items():
+                for seed, result in zip(document["seeds"], per_seed, strict=True):
+                    cells[method, task, seed] = result
+    chosen = list(methods or dict.fromkeys(m for d in documents for m in d["methods"]))
+    tasks = list(dict.fromkeys(t for d in documents for t in d["tasks"]))
+    seeds = sorted({seed for _, _, seed in cells})
+    missing = [(m, t, s) for m in chosen for t in tasks for s in seeds if (m, t, s) not in cells]
+    if missing:
+        raise ValueError(f"{len(missing)} runs are missing, e.g. {missing[0]} (method, task, seed)")
+    return {
+        "protocol": documents[0]["protocol"],
+        "tasks": tasks,
+        "seeds": seeds,
+        "methods": chosen,
+        "results": {m: {t: [cells[m, t, s] for s in seeds] for t in tasks} for m in chosen},
+        # per run, from every document that ran the method (the cost of one run does not depend on the split)
+        "costs": {
+            m: {
+                "seconds": costs[m]["seconds"] / costs[m]["runs"] * len(tasks) * len(seeds),
+                "configurations": costs[m]["configurations"] / costs[m]["runs"] * len(tasks) * len(seeds),
+            }
+            for m in chosen
+        },
+    }
 
 
 def mean_results(document: dict[str, Any]) -> dict[str, dict[str, list[float]]]:

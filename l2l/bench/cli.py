@@ -53,7 +53,12 @@ def add_bench_parser(commands: Any) -> None:
         "STRATEGY[+RULE[:key=value,...]] (repeat; default: the five peers and ours)",
     )
     lcbench.add_argument("--task", action="append", help="an OpenML task id (repeat; default: the eight)")
-    lcbench.add_argument("--seeds", type=int, default=30, help="seeds 0.. per task (default 30)")
+    lcbench.add_argument(
+        "--seeds",
+        type=int,
+        default=30,
+        help="seeds 0.. per task (default 30; with --merge, keep seeds below this)",
+    )
     lcbench.add_argument("--data", help="the folder with model.onnx (default ../shared/data/lcbench)")
     lcbench.add_argument("--json", help="also write the raw results here")
     lcbench.add_argument(
@@ -203,7 +208,8 @@ def _run_lcbench(args: argparse.Namespace) -> int:
 
     if args.merge:
         try:
-            document = lcbench.merge([json.loads(Path(path).read_text()) for path in args.merge], args.method)
+            documents = [json.loads(Path(path).read_text()) for path in args.merge]
+            document = lcbench.merge(documents, args.method, args.seeds)
         except (OSError, ValueError, KeyError) as error:
             print(f"l2l: cannot merge these results: {error}", file=sys.stderr)
             return 2

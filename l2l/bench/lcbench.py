@@ -287,8 +287,11 @@ def run_benchmark(
     }
 
 
-def merge(documents: Sequence[dict[str, Any]], methods: Sequence[str] | None = None) -> dict[str, Any]:
-    """One document from runs that split the work (by task, seed or method, e.g. run in parallel).
+def merge(
+    documents: Sequence[dict[str, Any]], methods: Sequence[str] | None = None, seeds: int | None = None
+) -> dict[str, Any]:
+    """One document from runs that split the work (by task, seed or method, e.g. run in parallel),
+    keeping ``methods`` (default: all) and seeds below ``seeds`` (default: all).
 
     Results are deterministic given (method, task, seed), so a cell found in two documents is
     the same run. Raises ValueError if some method lacks a (task, seed) another one has.
@@ -304,7 +307,8 @@ def merge(documents: Sequence[dict[str, Any]], methods: Sequence[str] | None = N
             cost["runs"] += runs
             for task, per_seed in by_task.items():
                 for seed, result in zip(document["seeds"], per_seed, strict=True):
-                    cells[method, task, seed] = result
+                    if seeds is None or seed < seeds:
+                        cells[method, task, seed] = result
     chosen = list(methods or dict.fromkeys(m for d in documents for m in d["methods"]))
     tasks = list(dict.fromkeys(t for d in documents for t in d["tasks"]))
     seeds = sorted({seed for _, _, seed in cells})
@@ -373,6 +377,19 @@ def format_report(document: dict[str, Any], command: str) -> str:
     means = mean_results(document)
     labels = [f"{int(f * 100)}%" for f in FRACTIONS]
     lines = [
+        "# LCBench: multi-fidelity search, ours beside the peers",
+        "",
+        "YAHPO Gym's LCBench surrogate (`../shared/data/lcbench`, loaded with onnxruntime). A run's",
+        f"budget is {EPOCHS} x {EPOCHS} epochs spent by one worker; its result is the best validation",
+        f"accuracy at epoch {EPOCHS} among the configurations that got there, read at "
+        + ", ".join(labels)
+        + " of the budget. Peers run through Optuna on the continuous space: `random` and",
+        "`optuna_tpe_mv` train every configuration to the end; `optuna_tpe_hyperband` (TPE +",
+        "HyperbandPruner), `random_sh` (random + SuccessiveHalvingPruner from epoch 1) and",
+        "`hyperband` (random + HyperbandPruner) stop trials early. Ours are `STRATEGY+RULE` with our",
+        "schedulers (`controller/early_stopping`): a paused trial is promoted from its rung, no epoch",
+        "is trained twice, and the strategy is told each result with its fidelity.",
+        "",
         "## Mean rank over the tasks (lower is better)",
         "",
         f"{len(document['seeds'])} seeds, tasks {', '.join(tasks)}; "

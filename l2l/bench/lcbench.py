@@ -317,7 +317,7 @@ def merge(
     if missing:
         raise ValueError(f"{len(missing)} runs are missing, e.g. {missing[0]} (method, task, seed)")
     return {
-        "protocol": documents[0]["protocol"],
+        "protocol": {**documents[0]["protocol"], "ours": OURS},
         "tasks": tasks,
         "seeds": seeds,
         "methods": chosen,

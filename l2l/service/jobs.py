@@ -6,6 +6,8 @@ works the same from a web request, a CLI command or a test.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -20,10 +22,12 @@ import httpx
 from controller.early_stopping import Decision, Scheduler, create_scheduler
 from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
+from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
 from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
 from l2l.store.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.store.states import TrialState
+from l2l.store.step_reports import StepOutcome, StepReport, StepResult
 
 
 class Forbidden(Exception):
@@ -268,6 +272,9 @@ def report_trial(
     Idempotent: reporting a finished trial again changes nothing and says so. A final
     report whose objective metric is missing or not finite fails the trial.
     """
+    if not final and step is not None:
+        [result] = store.record_steps([step_report(trial_id, token, step, metrics)])
+        return decide_early_stopping(store, step_outcome(trial_id, step, result), step, metrics)
     check_report_token(store, trial_id, token)
     trial = store.get_trial(trial_id)
     if trial.state.is_finished():
@@ -275,17 +282,10 @@ def report_trial(
     if trial.state is not TrialState.RUNNING:
         raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
     try:
-        if not final:
-            if step is None:
-                raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
-            added = store.add_metrics(trial_id, step, metrics)
-            message = f"step {step} recorded" if added else f"step {step} was already recorded; ignored"
-            stopped = _stop_early(store, trial, step, metrics)
-            if stopped is not None:
-                return stopped
-            return ReportOutcome(store.get_trial(trial_id), added, message)
-        if step is not None:
-            store.add_metrics(trial_id, step, metrics)
+        if not final:  # (with a step it took the path above)
+            raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
+        if step is not None:  # a repeat of it inserts nothing (ON CONFLICT DO NOTHING), not an error
+            store.record_steps([step_report(trial_id, token, step, metrics)])
         objective = store.get_job(trial.job_id).spec["objective"]
         reward = reward_from_metrics(metrics, objective)
         if reward is None:
@@ -322,6 +322,29 @@ def early_stopping_scheduler(
     return scheduler, decisions
 
 
+#: Jobs known to have no early stopping (a job's spec never changes): their reports skip the check.
+_NO_EARLY_STOPPING: set[int] = set()
+
+
+def decide_early_stopping(
+    store: Store, outcome: ReportOutcome, step: int, metrics: Mapping[str, Any]
+) -> ReportOutcome:
+    """``outcome`` of an intermediate report with the job's early-stopping decision.
+
+    A trial that is no longer running is told to stop; a running one of a job with early
+    stopping may be stopped here (:func:`_stop_early`); anything else trains on.
+    """
+    trial = outcome.trial
+    if trial.state.is_finished():
+        return dataclasses.replace(outcome, decision="stop")
+    if trial.job_id in _NO_EARLY_STOPPING or trial.state is not TrialState.RUNNING:
+        return outcome
+    if not store.get_job(trial.job_id).spec.get("early_stopping"):
+        _NO_EARLY_STOPPING.add(trial.job_id)
+        return outcome
+    return _stop_early(store, trial, step, metrics) or outcome
+
+
 def _stop_early(
     store: Store, trial: TrialRecord, step: int, metrics: Mapping[str, Any]
 ) -> ReportOutcome | None:
@@ -347,6 +370,44 @@ def _stop_early(
     return ReportOutcome(
         done, True, f"trial {trial.id} stopped early at epoch {step + 1} with reward {reward:.6g}", "stop"
     )
+
+
+def step_report(trial_id: int, token: str | None, step: int, metrics: Mapping[str, Any]) -> StepReport:
+    """The store's form of an intermediate report (the token is only ever kept hashed)."""
+    return StepReport(trial_id, step, hash_token(token or ""), dict(metrics))
+
+
+def step_outcome(trial_id: int, step: int, result: StepResult) -> ReportOutcome:
+    """What the worker is told about its intermediate report (raises as :func:`report_trial`)."""
+    outcome = result.outcome
+    if outcome is StepOutcome.NOT_FOUND:
+        raise NotFound(f"trial {trial_id} not found")
+    if outcome is StepOutcome.FORBIDDEN:
+        raise Forbidden(f"this token does not belong to trial {trial_id}'s current attempt")
+    trial = result.trial
+    assert trial is not None  # the store returns the trial for every other outcome
+    if outcome is StepOutcome.NOT_RUNNING:
+        raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
+    if outcome is StepOutcome.FINISHED:
+        return ReportOutcome(trial, False, f"trial {trial_id} already {trial.state.value}; report ignored")
+    if outcome is StepOutcome.REPEAT:
+        return ReportOutcome(trial, False, f"step {step} was already recorded; ignored")
+    return ReportOutcome(trial, True, f"step {step} recorded")
+
+
+async def report_step(
+    writer: StepWriter, trial_id: int, token: str, step: int, metrics: Mapping[str, Any]
+) -> ReportOutcome:
+    """An intermediate report through the group-commit writer: the API's hot path.
+
+    The same checks and answers as :func:`report_trial` (token, then the trial's state), in one
+    shared transaction; answered only once that transaction committed.
+    """
+    result = await writer.record(step_report(trial_id, token, step, metrics))
+    outcome = step_outcome(trial_id, step, result)
+    if outcome.trial.job_id in _NO_EARLY_STOPPING:  # most jobs: no thread hop, no query
+        return outcome
+    return await asyncio.to_thread(decide_early_stopping, writer.store, outcome, step, metrics)
 
 
 def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:

@@ -147,7 +147,10 @@ async def _answer(
         # The report is idempotent: sending it again is safe, and the worker's client does.
         return 503, _detail("the database is not answering; send the report again"), [(b"retry-after", b"1")]
     accepted = ReportAccepted(
-        trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
+        trial=TrialPublic.of(outcome.trial),
+        changed=outcome.changed,
+        message=outcome.message,
+        decision=outcome.decision,  # type: ignore[arg-type]
     )
     return 200, accepted.model_dump_json().encode(), []
 

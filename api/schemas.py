@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -36,6 +36,12 @@ class TrialPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    resumes_trial_id: int | None = Field(
+        default=None,
+        description="Early stopping promoted that trial: this one trains its configuration further, "
+        "from its checkpoint at start_epoch.",
+    )
+    start_epoch: int = Field(default=0, description="The epoch this trial's training starts after.")
 
     @classmethod
     def of(cls, trial: TrialRecord) -> TrialPublic:
@@ -53,6 +59,8 @@ class TrialPublic(BaseModel):
             created_at=trial.created_at,
             started_at=trial.started_at,
             finished_at=trial.finished_at,
+            resumes_trial_id=trial.resumes_trial_id,
+            start_epoch=trial.start_epoch,
         )
 
 
@@ -186,6 +194,11 @@ class ReportAccepted(BaseModel):
     trial: TrialPublic
     changed: bool = Field(description="False when the report changed nothing (e.g. a repeat).")
     message: str
+    decision: Literal["continue", "stop"] = Field(
+        default="continue",
+        description="After an epoch's report: train on, or stop (the job's early stopping ended the "
+        "trial at this epoch; its report is its result).",
+    )
 
 
 class DatasetPublic(BaseModel):

@@ -13,6 +13,11 @@ learns from their rewards. The job loop drives it:
   order and at most once each. ``result.reward`` is ``None`` when the trial failed;
   a failed trial is never a reward of 0. Telling an id that is not pending (never
   proposed, or already told) raises :class:`UnknownProposalError`.
+* ``observe(params, result)`` (optional) reports a further result of a configuration
+  already told: under early stopping a trial stopped at a low fidelity (``result.fidelity``
+  below 1) is told at once, and if it is later promoted and trains further, the result at
+  its higher fidelity comes here. The default ignores it: a strategy that knows nothing of
+  fidelity has already learned from the first result.
 * ``get_state()`` returns JSON-able data; ``set_state(state)`` on a fresh instance
   built with the same space and config restores it exactly, so the next ``ask()``
   gives the same proposal the original would have given. The loop saves the state
@@ -62,15 +67,22 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Result:
-    """The outcome of a proposal: its reward (``None`` if the trial failed) and its metrics."""
+    """The outcome of a proposal: its reward (``None`` if the trial failed) and its metrics.
+
+    ``fidelity`` is the share of the full training the reward was measured at: 1 for a trial
+    that trained all its epochs, e.g. 3/52 for one early stopping halted after 3 of 52.
+    """
 
     reward: float | None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    fidelity: float = 1.0
 
     def __post_init__(self) -> None:
         # NaN or inf is a failed trial (reward None), decided by the reward function, not here
         if self.reward is not None and not math.isfinite(self.reward):
             raise ValueError(f"reward must be a finite number or None (failed), got {self.reward!r}")
+        if not 0 < self.fidelity <= 1:
+            raise ValueError(f"fidelity must be in (0, 1], got {self.fidelity!r}")
 
     @property
     def failed(self) -> bool:
@@ -127,6 +139,9 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, proposal_id: int, result: Result) -> None:
         """Learn from the outcome of proposal ``proposal_id``."""
+
+    def observe(self, params: Params, result: Result) -> None:  # noqa: B027 (optional hook)
+        """A further, higher-fidelity result of ``params``, told before at a lower one; by default ignored."""
 
     def warm_start(self, previous_state: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Start from what an earlier job learned (its ``get_state()``); by default, nothing.

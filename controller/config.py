@@ -268,6 +268,15 @@ class ModelBasedConfig:
     fades. On NAS-Bench-201 CIFAR-10 -> CIFAR-100, 5 let runs whose CIFAR-10 search had missed
     the best cell still find CIFAR-100's; 2 did no better, 10 and 20 worse."""
 
+    fidelity_input: bool = False
+    """Learn from results at every fidelity (early stopping): the reward model gets the
+    result's fidelity (the share of the full training it reached) as one more input, learns
+    how rewards grow along the curves, and scores candidates at fidelity 1. A stopped
+    trial's low-fidelity reward then teaches what its configuration is likely to reach
+    instead of counting as a final one. Jobs with ``early_stopping`` turn it on unless they
+    say otherwise. The policy's REINFORCE step on real rewards uses full-fidelity results
+    only (a partial reward is lower by nature, not because its configuration is worse)."""
+
     def __post_init__(self) -> None:
         for name in (
             "initial_trials",

@@ -99,8 +99,10 @@ class ModelBasedController(Strategy):
         self.width = int(self.cardinalities.sum())
         self.size = math.prod(int(k) for k in self.cardinalities)
         init = np.random.default_rng(self.rng.getrandbits(63))
+        # with fidelity_input, one more input column: the result's fidelity (1 for candidates)
+        self._fidelity_column = 1 if cfg.fidelity_input else 0
         self.model = MlpEnsemble(
-            self.width,
+            self.width + self._fidelity_column,
             cfg.hidden_size,
             cfg.hidden_layers,
             cfg.ensemble_size,
@@ -124,9 +126,11 @@ class ModelBasedController(Strategy):
         self._seen_forms: set[Indices] = set()
         #: (configuration, reward) of every result that teaches something, in order told
         self.history: list[tuple[Indices, float]] = []
-        # the history as arrays (level indices, one-hot rows, rewards), kept in step with it
+        #: the fidelity of each history entry (1: fully trained), in step with it
+        self.fidelities: list[float] = []
+        # the history as arrays (level indices, model inputs, rewards), kept in step with it
         self._rows = np.empty((0, len(self.cardinalities)), dtype=np.int64)
-        self._x = np.empty((0, self.width), dtype=np.float32)
+        self._x = np.empty((0, self.width + self._fidelity_column), dtype=np.float32)
         self._y = np.empty(0)
         # the warm start's prior: level indices, one-hot rows and normal-score targets
         self._prior_rows = self._rows.copy()
@@ -188,7 +192,7 @@ class ModelBasedController(Strategy):
         if not keep:
             return None
         candidates = rows[keep]
-        score = self._acquisition(self.model.predict(self._encode(forms[keep])), rng)
+        score = self._acquisition(self.model.predict(self._with_fidelity(self._encode(forms[keep]))), rng)
         return tuple(int(i) for i in candidates[int(np.argmax(score))])
 
     def _scores_whole_space(self) -> bool:
@@ -215,7 +219,7 @@ class ModelBasedController(Strategy):
         """
         if self._grid_x is None or self._grid_form_codes is None:
             forms = self._form_rows(self._grid())
-            self._grid_x = self._encode(forms)
+            self._grid_x = self._with_fidelity(self._encode(forms))
             self._grid_form_codes = self._codes(forms)
         score = self._acquisition(self.model.predict(self._grid_x), rng)
         taken = np.isin(self._grid_form_codes, self._codes(self._as_rows(self._seen_forms)))
@@ -274,9 +278,14 @@ class ModelBasedController(Strategy):
         return rows
 
     def _best_rows(self, count: int) -> np.ndarray:
-        """The ``count`` best configurations of the prior and the own history, best first."""
+        """The ``count`` best configurations of the prior and the own history, best first.
+
+        With ``fidelity_input`` a configuration is judged by the model's prediction fully
+        trained, not by a reward a stopped trial reached early."""
         _, scores = self._training_data()
         rows = np.concatenate([self._prior_rows, self._rows])
+        if self._fidelity_column and len(rows):
+            scores = self.model.predict(self._inputs(rows)).mean(axis=0).astype(np.float64)
         return rows[np.argsort(-scores, kind="stable")[:count]]
 
     def _unseen_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -319,21 +328,31 @@ class ModelBasedController(Strategy):
     # ---- tell --------------------------------------------------------------------------
 
     def tell(self, proposal_id: int, result: Result) -> None:
-        params = self._settle(proposal_id)
+        self._learn(self._settle(proposal_id), result)
+
+    def observe(self, params: Mapping[str, Any], result: Result) -> None:
+        """A promoted trial's result at a higher fidelity: one more point of its curve (with
+        ``fidelity_input``; without it, the later result replaces nothing and is learned as is)."""
+        self._learn(dict(params), result)
+
+    def _learn(self, params: Mapping[str, Any], result: Result) -> None:
         reward = self.config.failure_reward if result.reward is None else result.reward
         if reward is None:
             return
         indices = tuple(self.space.to_indices(params))
-        self._remember([(indices, float(reward))])
+        fidelity = result.fidelity if self._fidelity_column else 1.0
+        self._remember([(indices, float(reward))], [fidelity])
         rng = np.random.default_rng(self.rng.getrandbits(63))
-        self._reinforce(np.array([indices]), np.array([self._advantage(float(reward), self._y)]))
+        if fidelity >= 1.0:
+            full = self._y[np.asarray(self.fidelities) >= 1.0]
+            self._reinforce(np.array([indices]), np.array([self._advantage(float(reward), full)]))
         if len(self.history) + len(self._prior_t) < 2:
             return
         x, targets = self._training_data()
         self.model.train(x, targets, self.config.train_steps, self.config.train_batch, rng)
         if self.config.dream_batch and len(self.history) >= self.config.initial_trials:
             dreams = self._sample_policy(rng, self.config.dream_batch)
-            predicted = self.model.predict(self._one_hot(dreams)).mean(axis=0).astype(np.float64)
+            predicted = self.model.predict(self._inputs(dreams)).mean(axis=0).astype(np.float64)
             self._reinforce(dreams, (predicted - predicted.mean()) * self.config.dream_weight)
 
     def _training_data(self) -> tuple[np.ndarray, np.ndarray]:
@@ -347,13 +366,14 @@ class ModelBasedController(Strategy):
         halflife = self.config.warm_prior_halflife
         return 1.0 if halflife is None else halflife / (halflife + len(self.history))
 
-    def _remember(self, results: Sequence[tuple[Indices, float]]) -> None:
+    def _remember(self, results: Sequence[tuple[Indices, float]], fidelities: Sequence[float]) -> None:
         if not results:
             return
         self.history.extend(results)
+        self.fidelities.extend(fidelities)
         rows = np.array([row for row, _ in results], dtype=np.int64)
         self._rows = np.concatenate([self._rows, rows])
-        self._x = np.concatenate([self._x, self._one_hot(rows)])
+        self._x = np.concatenate([self._x, self._inputs(rows, np.asarray(fidelities, dtype=np.float32))])
         self._y = np.concatenate([self._y, [reward for _, reward in results]])
 
     def _advantage(self, reward: float, rewards: np.ndarray) -> float:
@@ -383,9 +403,20 @@ class ModelBasedController(Strategy):
         self.logits = self.logits + cfg.policy_learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPSILON)
 
     def _one_hot(self, rows: np.ndarray) -> np.ndarray:
-        """The reward model's input: the one-hot levels of each row's canonical form, so
-        that what it learns from one name of a network holds for all of them."""
+        """The one-hot levels of each row's canonical form, so that what the reward model
+        learns from one name of a network holds for all of them."""
         return self._encode(self._form_rows(rows))
+
+    def _inputs(self, rows: np.ndarray, fidelities: np.ndarray | None = None) -> np.ndarray:
+        """The reward model's input for ``rows``: their one-hot forms, and with
+        ``fidelity_input`` their fidelities (default 1: a candidate is scored fully trained)."""
+        return self._with_fidelity(self._one_hot(rows), fidelities)
+
+    def _with_fidelity(self, x: np.ndarray, fidelities: np.ndarray | None = None) -> np.ndarray:
+        if not self._fidelity_column:
+            return x
+        column = np.ones((len(x), 1), np.float32) if fidelities is None else fidelities.reshape(-1, 1)
+        return np.concatenate([x, column.astype(np.float32)], axis=1)
 
     def _form_rows(self, rows: np.ndarray) -> np.ndarray:
         return rows if self._forms is None else self._forms.forms(rows)
@@ -422,7 +453,7 @@ class ModelBasedController(Strategy):
             raise ValueError("the earlier job's history does not fit this space")
         values = np.array([value for _, value in pairs], dtype=np.float64)
         self._prior_rows = rows
-        self._prior_x = self._one_hot(rows)
+        self._prior_x = self._inputs(rows)
         self._prior_t = _normal_scores(values) if ranked and len(values) else values
 
     # ---- state -------------------------------------------------------------------------
@@ -441,6 +472,7 @@ class ModelBasedController(Strategy):
             baseline=self.baseline,
             proposed=[list(row) for row in self.proposed],
             history=[[list(row), reward] for row, reward in self.history],
+            fidelities=list(self.fidelities),
             prior=[[row, float(t)] for row, t in zip(self._prior_rows.tolist(), self._prior_t, strict=True)],
         )
         return state
@@ -462,10 +494,15 @@ class ModelBasedController(Strategy):
         self.seen = set(self.proposed)
         self._seen_forms = {self._form(row) for row in self.proposed}
         self.history = []
+        self.fidelities = []
         self._rows = self._rows[:0]
         self._x = self._x[:0]
         self._y = self._y[:0]
-        self._remember([(tuple(int(i) for i in row), float(reward)) for row, reward in state["history"]])
+        fidelities = state.get("fidelities") or [1.0] * len(state["history"])  # saved before fidelities
+        self._remember(
+            [(tuple(int(i) for i in row), float(reward)) for row, reward in state["history"]],
+            [float(f) for f in fidelities],
+        )
         self._set_prior(state.get("prior", []), ranked=False)
 
 

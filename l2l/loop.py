@@ -26,6 +26,15 @@ Error policy (all of it lives here):
 * a database error ends the pass: :meth:`JobLoop.run` waits (a bounded exponential
   backoff), reconnects, reloads every job it drives from the database and goes on.
 
+Early stopping (a job's ``early_stopping`` option): the service answers each epoch report
+"continue" or "stop" and completes a stopped trial at its epoch; the strategy is told that
+result with its fidelity (epochs reached / budget.epochs). When a slot is free the loop
+first asks the job's scheduler, rebuilt from the stored curves, for a promotion: a paused
+configuration that has earned more epochs continues in a new trial row (a *continuation*,
+``resumes_trial_id``) from its checkpoint; the strategy sees its result through
+``observe``. Continuations do not count against ``budget.trials``; each configuration is
+promoted from a rung at most once.
+
 A placement job (``kind: "placement"``) is one trial: the job runs a strategy that
 proposes one empty task (:class:`OneTask`), so the trial goes through the same store
 states, executor, tokens, retries and restarts as a search's; its worker runs the whole
@@ -43,11 +52,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from controller import create_strategy
 from controller.base import FINISHED, WAIT, Ask, Proposal, Result, Strategy
-from l2l.service.jobs import job_kind, new_report_token
+from controller.early_stopping import create_scheduler
+from l2l.service.jobs import early_stopping_scheduler, job_kind, new_report_token
 from l2l.service.jobspec import InvalidJob
 from l2l.service.placement_jobs import resolve_graph_source
 from l2l.settings import Settings
@@ -457,12 +468,20 @@ class JobLoop:
             return busy
         budget = job.record.budget
         counts = self.store.trial_counts(job.id)
-        created = sum(counts.values())
+        # continuations train further a configuration already counted
+        created = sum(counts.values()) - self.store.count_continuations(job.id)
         # A trial is in flight until the strategy has learned its result: one that finished
         # since the results were told above still holds its place, so no proposal is made
         # on results the strategy has not seen (and a run of failures stops the job on time).
         _, in_flight = self.store.list_trials(job.id, states=UNTOLD_STATES, told=False, limit=0)
-        while not job.exhausted and created < budget["trials"] and in_flight < budget["concurrency"]:
+        while in_flight < budget["concurrency"]:
+            # a promotion first (ASHA's rule): it costs a few epochs of a configuration known good
+            if self._promote(job):
+                in_flight += 1
+                busy = True
+                continue
+            if job.exhausted or created >= budget["trials"]:
+                break
             asked = job.strategy.ask()
             if asked is WAIT:
                 break
@@ -519,10 +538,52 @@ class JobLoop:
         log.info("job %s: training the final model of trial %s", job.id, trial_id)
         return final
 
+    def _promote(self, job: _ActiveJob) -> bool:
+        """Start a continuation of the configuration the job's scheduler promotes, if any."""
+        if not job.record.spec.get("early_stopping") or job.placement is not None:
+            return False
+        scheduler, _ = early_stopping_scheduler(self.store, job.record)
+        trials, _ = self.store.list_trials(job.id)
+        firsts = {t.number: t for t in trials if t.resumes_trial_id is None}
+        # a configuration is promoted from a rung once, whatever became of that continuation
+        promoted = {(t.resumes_trial_id, t.start_epoch) for t in trials if t.resumes_trial_id is not None}
+        exclude: set[int] = set()
+        while (promotion := scheduler.promotion(exclude)) is not None:
+            number, rung = promotion
+            first = firsts.get(number)
+            if first is None or (first.id, rung) in promoted:
+                exclude.add(number)
+                continue
+            trial = self.store.add_trial(
+                job.id,
+                self.owner,
+                None,
+                first.params,
+                job.strategy.get_state(),
+                resumes_trial_id=first.id,
+                start_epoch=rung,
+            )
+            log.info("job %s: trial %s continues trial %s from epoch %s", job.id, trial.id, first.id, rung)
+            self._launch(job, trial)
+            return True
+        return False
+
+    def _fidelity(self, job: _ActiveJob, trial: TrialRecord) -> float:
+        """The share of budget.epochs a completed trial trained (1 without early stopping)."""
+        epochs = job.record.budget["epochs"]
+        if not job.record.spec.get("early_stopping") or trial.state is not TrialState.COMPLETED:
+            return 1.0
+        reached = trial.metrics.get("epochs", epochs)
+        return min(1.0, max(1, int(reached)) / epochs) if isinstance(reached, (int, float)) else 1.0
+
     def _tell_results(self, job: _ActiveJob) -> bool:
         finished, _ = self.store.list_trials(job.id, states=TOLD_STATES, told=False)
         for trial in sorted(finished, key=lambda t: (t.finished_at or t.created_at, t.number)):
-            job.strategy.tell(trial.proposal_id, Result(trial.reward, trial.metrics))
+            result = Result(trial.reward, trial.metrics, self._fidelity(job, trial))
+            if trial.proposal_id is not None:
+                job.strategy.tell(trial.proposal_id, result)
+            elif not result.failed:  # a continuation: the configuration was told before
+                job.strategy.observe(trial.params, result)
             self.store.mark_told(trial.id, self.owner, job.strategy.get_state())
             self._trial_jobs.pop(trial.id, None)
             self._attempts.pop(trial.id, None)
@@ -557,10 +618,33 @@ class JobLoop:
             running = self.store.set_trial_state(trial.id, TrialState.RUNNING, token_hash=token_hash)
         except TrialFinished:
             return
-        self._submit(job, trial.id, running.attempts, token, trial.params)
+        self._submit(job, trial.id, running.attempts, token, trial.params, line=trial)
+
+    def _checkpoints(self, job: _ActiveJob, line: TrialRecord | None) -> dict[str, Any]:
+        """Under early stopping, where and when a trial of ``line`` saves its checkpoints."""
+        spec = job.record.spec
+        if line is None or not spec.get("early_stopping"):
+            return {}
+        first = line if line.resumes_trial_id is None else self.store.get_trial(line.line)
+        scheduler = create_scheduler(spec["early_stopping"], spec["budget"]["epochs"])
+        folder = (
+            Path(self.settings.data_dir).resolve() / "checkpoints" / f"job-{job.id}" / f"trial-{first.id}"
+        )
+        return {
+            "checkpoint_epochs": scheduler.rungs(first.number),
+            "checkpoint_dir": str(folder),
+            "start_epoch": line.start_epoch,
+        }
 
     def _submit(
-        self, job: _ActiveJob, trial_id: int, attempt: int, token: str, params: dict, final: bool = False
+        self,
+        job: _ActiveJob,
+        trial_id: int,
+        attempt: int,
+        token: str,
+        params: dict,
+        final: bool = False,
+        line: TrialRecord | None = None,
     ) -> None:
         spec = job.record.spec
         task = TrialTask(
@@ -578,6 +662,7 @@ class JobLoop:
             kind=job_kind(job.record),
             placement=job.placement,
             hardware=spec.get("hardware"),
+            **self._checkpoints(job, line),
         )
         self._trial_jobs[trial_id] = job.id
         limit = self._time_limit(job)

@@ -54,7 +54,10 @@ async def report(
                 service.report_trial, store, trial_id, token, body.metrics, step=body.step, final=body.final
             )
     return ReportAccepted(
-        trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
+        trial=TrialPublic.of(outcome.trial),
+        changed=outcome.changed,
+        message=outcome.message,
+        decision=outcome.decision,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,31 @@ def add_bench_parser(commands: Any) -> None:
         '"target": 500000, "weight": -0.07}\' (MnasNet); default val_accuracy',
     )
     nb201.add_argument("--out", required=True, help="results JSON file")
+    lcbench = which.add_parser(
+        "lcbench", help="multi-fidelity search on LCBench (YAHPO Gym's surrogate): ours beside the peers"
+    )
+    lcbench.add_argument(
+        "--method",
+        action="append",
+        help="a peer (random, optuna_tpe_mv, optuna_tpe_hyperband, random_sh, hyperband), ours, or "
+        "STRATEGY[+RULE[:key=value,...]] (repeat; default: the five peers and ours)",
+    )
+    lcbench.add_argument("--task", action="append", help="an OpenML task id (repeat; default: the eight)")
+    lcbench.add_argument(
+        "--seeds",
+        type=int,
+        default=30,
+        help="seeds 0.. per task (default 30; with --merge, keep seeds below this)",
+    )
+    lcbench.add_argument("--data", help="the folder with model.onnx (default ../shared/data/lcbench)")
+    lcbench.add_argument("--json", help="also write the raw results here")
+    lcbench.add_argument(
+        "--merge",
+        nargs="+",
+        help="instead of running, merge these --json files (other tasks, seeds or methods; --method "
+        "picks which) into --out",
+    )
+    lcbench.add_argument("--out", required=True, help="the markdown report, e.g. docs/benchmarks/lcbench.md")
     placement = which.add_parser(
         "placement", help="learned device placement vs baselines and the lower bound on benchmark graphs"
     )
@@ -127,6 +153,8 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
         print(format_report(report))
         return 0
+    if args.bench_command == "lcbench":
+        return _run_lcbench(args)
     if args.bench_command == "match":
         return _print_matches_of_files(args.results)
     if args.bench_command == "plot":
@@ -204,6 +232,44 @@ def _print_matches_of_files(paths: list[str]) -> int:
             return 2
         print(header)
         _print_matches(matches, budget)
+    return 0
+
+
+def _run_lcbench(args: argparse.Namespace) -> int:
+    from l2l.bench import lcbench
+
+    if args.merge:
+        try:
+            documents = [json.loads(Path(path).read_text()) for path in args.merge]
+            document = lcbench.merge(documents, args.method, args.seeds)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"l2l: cannot merge these results: {error}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            surrogate = lcbench.Surrogate(args.data or lcbench.DEFAULT_DATA)
+        except (FileNotFoundError, ImportError) as error:
+            print(f"l2l: {error} (onnxruntime comes with the bench extra)", file=sys.stderr)
+            return 2
+        unknown = sorted(set(args.task or []) - set(surrogate.codes))
+        if unknown:
+            print(
+                f"l2l: LCBench has no task {unknown[0]}; its tasks: {sorted(surrogate.codes)}",
+                file=sys.stderr,
+            )
+            return 2
+        document = lcbench.run_benchmark(
+            args.method or [*lcbench.PEERS, "ours"],
+            args.task or lcbench.TASKS,
+            range(args.seeds),
+            surrogate,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(document))
+    command = "l2l " + shlex.join(sys.argv[1:])
+    Path(args.out).write_text(lcbench.format_report(document, command))
+    print(Path(args.out).read_text())
     return 0
 
 

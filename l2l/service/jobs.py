@@ -6,6 +6,8 @@ works the same from a web request, a CLI command or a test.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -19,6 +21,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
+from controller.early_stopping import Decision, Scheduler, create_scheduler
 from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.service.chance import chance_warning
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
@@ -59,6 +62,8 @@ class ReportOutcome:
     #: False when the report changed nothing (a repeat, or a report of a finished trial).
     changed: bool
     message: str
+    #: What the worker does next: "continue", or "stop" (early stopping ended the trial).
+    decision: str = "continue"
 
 
 def new_report_token() -> tuple[str, str]:
@@ -325,7 +330,7 @@ def report_trial(
     """
     if not final and step is not None:
         [result] = store.record_steps([step_report(trial_id, token, step, metrics)])
-        return step_outcome(trial_id, step, result)
+        return decide_early_stopping(store, step_outcome(trial_id, step, result), step, metrics)
     check_report_token(store, trial_id, token)
     trial = store.get_trial(trial_id)
     if trial.state.is_finished():
@@ -349,6 +354,78 @@ def report_trial(
     except TrialFinished as finished:
         # Another report of the same trial won the race; this one changes nothing.
         return ReportOutcome(finished.trial, False, f"{finished}; report ignored")
+
+
+def early_stopping_scheduler(
+    store: Store, job: JobRecord
+) -> tuple[Scheduler, dict[tuple[int, int], Decision]]:
+    """The job's early-stopping scheduler rebuilt from its stored epoch reports, and the
+    decision it gave each report, keyed by (line number, epoch).
+
+    The scheduler's state is a function of the stored reports in their stored order: every
+    API replica and the controller replay the same rows and reach the same decisions, a
+    controller restart loses nothing, and no scheduler state is stored apart from them.
+    Scheduler trial ids are the numbers of the first trial of each configuration's line.
+    """
+    scheduler = create_scheduler(job.spec.get("early_stopping"), job.budget["epochs"])
+    objective = job.spec["objective"]
+    decisions: dict[tuple[int, int], Decision] = {}
+    for point in store.job_curves(job.id):
+        value = reward_from_metrics(point.values, objective)
+        if value is not None:  # an epoch without a usable value teaches nothing
+            decision = scheduler.on_report(point.line_number, point.epoch, value)
+            decisions.setdefault((point.line_number, point.epoch), decision)
+    return scheduler, decisions
+
+
+#: Jobs known to have no early stopping (a job's spec never changes): their reports skip the check.
+_NO_EARLY_STOPPING: set[int] = set()
+
+
+def decide_early_stopping(
+    store: Store, outcome: ReportOutcome, step: int, metrics: Mapping[str, Any]
+) -> ReportOutcome:
+    """``outcome`` of an intermediate report with the job's early-stopping decision.
+
+    A trial that is no longer running is told to stop; a running one of a job with early
+    stopping may be stopped here (:func:`_stop_early`); anything else trains on.
+    """
+    trial = outcome.trial
+    if trial.state.is_finished():
+        return dataclasses.replace(outcome, decision="stop")
+    if trial.job_id in _NO_EARLY_STOPPING or trial.state is not TrialState.RUNNING:
+        return outcome
+    if not store.get_job(trial.job_id).spec.get("early_stopping"):
+        _NO_EARLY_STOPPING.add(trial.job_id)
+        return outcome
+    return _stop_early(store, trial, step, metrics) or outcome
+
+
+def _stop_early(
+    store: Store, trial: TrialRecord, step: int, metrics: Mapping[str, Any]
+) -> ReportOutcome | None:
+    """Under early stopping, end ``trial`` at epoch ``step + 1`` if its job's scheduler says so.
+
+    The stopped trial completes with this epoch's reward and metrics, plus ``epochs`` (how far
+    it trained) and ``early_stopped``; its curve stays as reported. None: it trains on.
+    """
+    job = store.get_job(trial.job_id)
+    if not job.spec.get("early_stopping") or step + 1 >= job.budget["epochs"]:
+        return None
+    line_number = trial.number if trial.resumes_trial_id is None else store.get_trial(trial.line).number
+    _, decisions = early_stopping_scheduler(store, job)
+    if decisions.get((line_number, step + 1)) is not Decision.STOP:
+        return None
+    reward = reward_from_metrics(metrics, job.spec["objective"])
+    assert reward is not None  # a report without a usable value gets no decision
+    stopped_metrics = {**metrics, "epochs": step + 1, "early_stopped": 1}
+    try:
+        done = store.set_trial_state(trial.id, TrialState.COMPLETED, reward=reward, metrics=stopped_metrics)
+    except TrialFinished as finished:
+        return ReportOutcome(finished.trial, False, f"{finished}; report ignored", "stop")
+    return ReportOutcome(
+        done, True, f"trial {trial.id} stopped early at epoch {step + 1} with reward {reward:.6g}", "stop"
+    )
 
 
 def step_report(trial_id: int, token: str | None, step: int, metrics: Mapping[str, Any]) -> StepReport:
@@ -383,7 +460,10 @@ async def report_step(
     shared transaction; answered only once that transaction committed.
     """
     result = await writer.record(step_report(trial_id, token, step, metrics))
-    return step_outcome(trial_id, step, result)
+    outcome = step_outcome(trial_id, step, result)
+    if outcome.trial.job_id in _NO_EARLY_STOPPING:  # most jobs: no thread hop, no query
+        return outcome
+    return await asyncio.to_thread(decide_early_stopping, writer.store, outcome, step, metrics)
 
 
 def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:

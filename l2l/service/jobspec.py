@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 import controller
 import search_spaces
+from controller.early_stopping import EarlyStoppingError, check_early_stopping
 from controller.placement import check_placement_options
 from l2l.placement.benchmarks import BENCHMARK_GRAPHS
 from l2l.placement.cluster import PRESETS, ClusterError, get_cluster
@@ -248,6 +249,12 @@ class JobSpec(BaseModel):
     warm_start: WarmStart | None = Field(
         default=None, description='Learn from an earlier job: {"job_id": N}; see WarmStart.'
     )
+    early_stopping: str | dict[str, Any] | None = Field(
+        default=None,
+        description='Stop unpromising trials early: "asha", "hyperband", "median", "none", or '
+        '{"name": "asha", "settings": {"grace": 2, "eta": 3}}. A stopped trial counts as a result '
+        "at the epoch it reached; ASHA and Hyperband may later resume it from its checkpoint.",
+    )
     final_model: bool = Field(
         default=True,
         description="When the search ends, retrain the best architecture on training + validation "
@@ -270,7 +277,15 @@ class JobSpec(BaseModel):
             )
         search_only = [
             name
-            for name in ("dataset", "space", "budget", "objective", "warm_start", "hardware")
+            for name in (
+                "dataset",
+                "space",
+                "budget",
+                "objective",
+                "warm_start",
+                "hardware",
+                "early_stopping",
+            )
             if getattr(self, name) is not None
         ]
         if "strategy" in self.model_fields_set:
@@ -369,7 +384,15 @@ def validate_job(spec: JobSpec, settings: Settings, rows: int | None = None) -> 
         spec.strategy if isinstance(spec.strategy, StrategyChoice) else StrategyChoice(name=spec.strategy)
     )
     try:
-        options = controller.check_options(choice.name, choice.options)
+        early_stopping = check_early_stopping(spec.early_stopping, budget.epochs)
+    except EarlyStoppingError as error:
+        raise InvalidJob(str(error)) from error
+    given_options = dict(choice.options)
+    if early_stopping and choice.name == "model_based":
+        # learn from the stopped trials' partial curves, unless the job says otherwise
+        given_options.setdefault("fidelity_input", True)
+    try:
+        options = controller.check_options(choice.name, given_options)
     except ValueError as error:
         raise InvalidJob(f"strategy: {error}") from error
 
@@ -392,6 +415,7 @@ def validate_job(spec: JobSpec, settings: Settings, rows: int | None = None) -> 
         "final_model": spec.final_model,
         **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
         **({"hardware": hardware} if hardware else {}),
+        **({"early_stopping": early_stopping} if early_stopping else {}),
     }
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from l2l.store.heartbeats import ControllerHeartbeats
 from l2l.store.records import (
     ArtifactRecord,
+    CurvePoint,
     DatasetRecord,
     FinalModelRecord,
     GraphRecord,
@@ -526,21 +527,36 @@ class Store(ControllerHeartbeats):
         self,
         job_id: int,
         owner: str,
-        proposal_id: int,
+        proposal_id: int | None,
         params: Mapping[str, Any],
         strategy_state: Mapping[str, Any],
+        *,
+        resumes_trial_id: int | None = None,
+        start_epoch: int = 0,
     ) -> TrialRecord:
-        """Store a new proposal and the strategy state that produced it, in one transaction."""
+        """Store a new proposal and the strategy state that produced it, in one transaction.
+
+        A continuation (early stopping promoted trial ``resumes_trial_id``, which must be the
+        first of its line and of this job) has no proposal id and starts at ``start_epoch``.
+        """
+        if (proposal_id is None) == (resumes_trial_id is None):
+            raise ValueError("a trial has a proposal id, or continues another trial, not both nor neither")
         with self._session() as session:
             job = _owned_job(session, job_id, owner)
             if job.state != JobState.RUNNING.value:
                 raise JobNotRunning(f"job {job_id} is {job.state}; it takes no new trials")
             # Numbered from 1: people say "trial 1" for the first, and every view shows this number.
             number = (session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0) + 1
+            if resumes_trial_id is not None:
+                first = _get(session, TrialRow, resumes_trial_id)
+                if first.job_id != job_id or first.resumes_trial_id is not None:
+                    raise ValueError(f"trial {resumes_trial_id} is not the first of a line in job {job_id}")
             row = TrialRow(
                 job_id=job_id,
                 number=number,
                 proposal_id=proposal_id,
+                resumes_trial_id=resumes_trial_id,
+                start_epoch=start_epoch,
                 state=TrialState.QUEUED.value,
                 params=dict(params),
                 metrics={},
@@ -668,6 +684,37 @@ class Store(ControllerHeartbeats):
             if limit is not None:
                 query = query.limit(limit)
             return [_trial_record(row, job.best_trial_id) for row in session.scalars(query)], total
+
+    def count_continuations(self, job_id: int) -> int:
+        """How many of the job's trials are continuations (they do not count against budget.trials)."""
+        with self._session(write=False) as session:
+            where = [TrialRow.job_id == job_id, TrialRow.resumes_trial_id.is_not(None)]
+            return session.scalar(select(func.count()).select_from(TrialRow).where(*where)) or 0
+
+    def job_curves(self, job_id: int) -> list[CurvePoint]:
+        """Every epoch report of the job's trials, in the order they were stored.
+
+        Early stopping replays these to rebuild its state, so every API replica and the
+        controller reach the same decisions from the same rows. A trial's reports go under
+        its line's first trial; steps (0-based epochs, as workers send them) become epochs.
+        """
+        with self._session(write=False) as session:
+            _get(session, JobRow, job_id)
+            trials = session.execute(
+                select(TrialRow.id, TrialRow.number, TrialRow.resumes_trial_id).where(
+                    TrialRow.job_id == job_id
+                )
+            ).all()
+            numbers = {trial_id: number for trial_id, number, _ in trials}
+            line = {
+                trial_id: numbers[first if first is not None else trial_id] for trial_id, _, first in trials
+            }
+            rows = session.execute(
+                select(MetricRow.trial_id, MetricRow.step, MetricRow.values)
+                .where(MetricRow.trial_id.in_(list(numbers)))
+                .order_by(MetricRow.id)
+            ).all()
+            return [CurvePoint(line[trial_id], step + 1, dict(values)) for trial_id, step, values in rows]
 
     def trial_metrics(self, trial_id: int) -> list[MetricPoint]:
         with self._session(write=False) as session:
@@ -854,4 +901,6 @@ def _trial_record(row: TrialRow, best_trial_id: int | None) -> TrialRecord:
         created_at=_aware(row.created_at) or utcnow(),
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),
+        resumes_trial_id=row.resumes_trial_id,
+        start_epoch=row.start_epoch or 0,
     )

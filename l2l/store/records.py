@@ -58,8 +58,8 @@ class TrialRecord:
     #: Position in the job (1, 2, 3, ...), the order the strategy proposed it in: "trial 1" is
     #: the first, everywhere (API, pages, command line).
     number: int
-    #: The strategy's own id for the proposal, used to tell it the result.
-    proposal_id: int
+    #: The strategy's own id for the proposal, used to tell it the result (None: a continuation).
+    proposal_id: int | None
     state: TrialState
     params: dict[str, Any]
     reward: float | None
@@ -71,6 +71,27 @@ class TrialRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: Early stopping promoted trial ``resumes_trial_id`` (the first of its line): this trial
+    #: trains its configuration further, from its checkpoint at ``start_epoch``.
+    resumes_trial_id: int | None = None
+    start_epoch: int = 0
+
+    @property
+    def line(self) -> int:
+        """The id of the first trial of this configuration's line (itself, unless a continuation)."""
+        return self.resumes_trial_id if self.resumes_trial_id is not None else self.id
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One epoch's report of a job's trial, as early stopping replays it."""
+
+    #: the number of the first trial of the reporting trial's line (a continuation reports
+    #: under the number of the trial it continues)
+    line_number: int
+    #: the epoch, counted from 1
+    epoch: int
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)

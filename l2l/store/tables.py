@@ -83,7 +83,14 @@ class TrialRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer)
-    proposal_id: Mapped[int] = mapped_column(Integer)
+    #: None for a continuation (early stopping's promotion): it has no proposal of its own.
+    proposal_id: Mapped[int | None] = mapped_column(Integer)
+    #: A continuation trains further the configuration of this trial (the first of its line),
+    #: from its checkpoint at ``start_epoch``.
+    resumes_trial_id: Mapped[int | None] = mapped_column(
+        ForeignKey("trials.id", ondelete="CASCADE", name="fk_trials_resumes_trial_id")
+    )
+    start_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     state: Mapped[str] = mapped_column(String(16), index=True)
     params: Mapped[dict[str, Any]]
     reward: Mapped[float | None] = mapped_column(Float)
@@ -98,7 +105,7 @@ class TrialRow(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
-    job: Mapped[JobRow] = relationship(back_populates="trials")
+    job: Mapped[JobRow] = relationship(back_populates="trials", foreign_keys=[job_id])
 
 
 class MetricRow(Base):

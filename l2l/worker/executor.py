@@ -54,6 +54,13 @@ class TrialTask:
     #: Hardware-aware search: ``{"cluster", "placer"}``; the trained model's simulated step
     #: time on that cluster is reported as the metric ``step_time``.
     hardware: dict[str, Any] | None = None
+    #: Early stopping: the epochs (from 1) after which the worker saves the weights to
+    #: ``checkpoint_dir`` before it reports, so a trial stopped there can be promoted later.
+    checkpoint_epochs: tuple[int, ...] = ()
+    #: Where this configuration's checkpoints live (one folder per line of continuations).
+    checkpoint_dir: str | None = None
+    #: A promoted trial's continuation: load the checkpoint of this epoch and train on from it.
+    start_epoch: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

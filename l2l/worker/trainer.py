@@ -90,17 +90,25 @@ def run_trial(
     batch_size = batch_size_for(space, task.params, DEFAULT_BATCH_SIZE)
     if task.final:
         return _train_final_model(task, model, data, batch_size)
+    if task.start_epoch:
+        resume_from_checkpoint(model, task)
     started = time.perf_counter()
+    reports = _epoch_reports(reporter, task)
     history = model.fit(
         data.x_train,
         data.y_train,
         validation_data=(data.x_val, data.y_val),
+        initial_epoch=task.start_epoch,
         epochs=task.epochs,
         batch_size=batch_size,
         verbose=0,
-        callbacks=[_epoch_reports(reporter)],
+        callbacks=[reports],
     )
     metrics: dict[str, Any] = {name: values[-1] for name, values in history.history.items()}
+    if reports.stopped_at is not None:
+        # early stopping ended the trial: the service stored this epoch's report as its result
+        return {**metrics, "epochs": reports.stopped_at, "early_stopped": 1}
+    metrics["epochs"] = task.epochs
     metrics["train_seconds"] = time.perf_counter() - started
     metrics["parameters"] = model.count_params()
     if task.hardware:
@@ -158,11 +166,54 @@ def _limit_threads(cpus: float | None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _epoch_reports(reporter: TrialReporter) -> Any:
+def checkpoint_path(task: TrialTask, epoch: int) -> Path:
+    """Where the weights of ``task``'s configuration after ``epoch`` (from 1) are kept."""
+    if task.checkpoint_dir is None:
+        raise ValueError(f"trial {task.trial_id} has no checkpoint folder")
+    return Path(task.checkpoint_dir) / f"epoch-{epoch}.weights.h5"
+
+
+def resume_from_checkpoint(model: Any, task: TrialTask) -> None:
+    """Load the weights a promoted trial's line saved after ``task.start_epoch``.
+
+    The file holds the optimizer's variables too (Adam's moments and step); they are loaded
+    when the optimizer is built first. A missing checkpoint is a TrialBuildError: training
+    again from epoch 1 is what promotion must not do.
+    """
+    path = checkpoint_path(task, task.start_epoch)
+    if not path.is_file():
+        raise TrialBuildError(f"the checkpoint to resume from (epoch {task.start_epoch}) is missing")
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+
+
+def _epoch_reports(reporter: TrialReporter, task: TrialTask) -> Any:
+    """A callback that checkpoints at the task's rungs, reports each epoch and stops when told."""
     import keras
 
     class EpochReports(keras.callbacks.Callback):  # type: ignore[misc]
+        stopped_at: int | None = None
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            reporter.step(epoch, logs or {})
+            finished = epoch + 1  # Keras counts from 0, early stopping from 1
+            if finished in task.checkpoint_epochs:
+                # before the report: a trial told to stop here must leave its weights behind
+                path = checkpoint_path(task, finished)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_name(f".{path.name}.partial.weights.h5")
+                self.model.save_weights(partial)
+                partial.replace(path)
+            answer = reporter.step(epoch, logs or {})
+            if _decision(answer) == "stop":
+                self.stopped_at = finished
+                self.model.stop_training = True
 
     return EpochReports()
+
+
+def _decision(answer: Any) -> str:
+    """The service's answer to an epoch report: an HTTP reply (dict) or a ReportOutcome."""
+    if isinstance(answer, Mapping):
+        return str(answer.get("decision", "continue"))
+    return str(getattr(answer, "decision", "continue"))

@@ -31,8 +31,12 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from controller import FINISHED, Ask, Proposal, Result, Strategy, create_strategy
+from controller import FINISHED, Ask, Proposal, Result, Strategy, create_strategy, strategy_names
+from search_spaces import get_space
 from search_spaces.spec import Choice, FloatRange, IntRange, Params, SearchSpace
+
+#: The strategy the adapters use when none is named.
+DEFAULT_STRATEGY = "model_based"
 
 #: Spaces with at most this many configurations are counted exactly (their forms enumerated).
 ENUMERATE_LIMIT = 1 << 16
@@ -207,6 +211,25 @@ class SearchDriver:
             if self.key(params) not in self.tried:
                 return params
         return None
+
+
+def space_and_strategy(
+    space: SearchSpace | str | Mapping[str, Any] | None, strategy: str | None
+) -> tuple[SearchSpace | None, str]:
+    """The adapters' first two arguments read as (space or None, strategy name).
+
+    ``("model_based", None)`` is a strategy with the tuner's own space; ``("nb201_cell",
+    "evolution")`` or ``(SearchSpace(...), None)`` a space of ours (the default strategy
+    if none is named). Spaces and strategies have distinct names.
+    """
+    if strategy is None and isinstance(space, str) and space in strategy_names():
+        return None, space
+    strategy = strategy or DEFAULT_STRATEGY
+    if strategy not in strategy_names():
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {strategy_names()}")
+    if space is None or isinstance(space, SearchSpace):
+        return space, strategy
+    return get_space(space), strategy
 
 
 def _plain(value: Any) -> Any:

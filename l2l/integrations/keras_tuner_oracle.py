@@ -107,12 +107,23 @@ class StrategyOracle(keras_tuner.Oracle):  # type: ignore[misc]
         self._proposals[trial_id] = answer.id
         return {"status": _RUNNING, "values": self._active_values(answer.params)}
 
+    def end_trial(self, trial: Any = None, status: str | None = None, trial_id: str | None = None) -> None:
+        """End a trial: ``end_trial(trial)``, or the older ``end_trial(trial_id, status="COMPLETED")``."""
+        if trial_id is not None or isinstance(trial, str):
+            self._end_by_id(trial_id if trial_id is not None else trial, status or _COMPLETED)
+        else:
+            self._end(trial)
+
     @keras_tuner.synchronized
-    def end_trial(self, trial: Any) -> None:
-        stored = self.trials.get(trial.trial_id)
-        if stored is not None and not trial.hyperparameters.values:
-            # end_trial(trial_id, status) comes with an empty space; keep the values that ran
-            trial.hyperparameters = stored.hyperparameters
+    def _end_by_id(self, trial_id: str, status: str) -> None:
+        # The trial as KerasTuner keeps it (values and metrics reported), with the status given;
+        # KerasTuner's own conversion would make a new trial without the values that ran.
+        trial = self.trials[trial_id]
+        trial.status = status
+        self._end(trial)
+
+    @keras_tuner.synchronized
+    def _end(self, trial: Any) -> None:
         super().end_trial(trial)
         ended = self.trials[trial.trial_id]
         if trial.trial_id in self._retry_queue:

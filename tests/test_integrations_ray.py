@@ -199,6 +199,7 @@ def test_a_repeater_tells_the_mean_of_the_repeats(strategy: str) -> None:
     repeated = Repeater(searcher_for(strategy), repeat=3)
     assert repeated.set_search_properties("score", "max", dict(PARAM_SPACE))
     configs = [repeated.suggest(f"t{i}") for i in range(3)]
+    assert [config.pop("__trial_index__") for config in configs] == [0, 1, 2]
     assert configs[0] == configs[1] == configs[2]  # one configuration, three runs
     for i, score in enumerate([1.0, 2.0, np.float32(6.0)]):
         repeated.on_trial_complete(f"t{i}", {"score": score})

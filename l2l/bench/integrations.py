@@ -266,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.tool in ("ray", "both"):
             import ray
 
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+            for attempt in range(3):  # a loaded machine can miss Ray's 30 s start-up deadline
+                try:
+                    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+                    break
+                except Exception:
+                    ray.shutdown()
+                    if attempt == 2:
+                        raise
             try:
                 for seed in range(args.seeds):
                     for method in ("l2l model_based", "OptunaSearch"):

@@ -89,8 +89,11 @@ class StrategySearcher(Searcher):  # type: ignore[misc]
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
     ) -> bool:
-        if self.tune_space is not None and has_domains(config):
-            return False  # Tune then says the space was given twice
+        # The same space again (a restored experiment) is fine; another one is Tune's error
+        # "the search algorithm was already instantiated with a search space".
+        given_twice = self.tune_space is not None and has_domains(config)
+        if given_twice and space_from_config(config) != self.tune_space:
+            return False
         if self.tune_space is None:
             converted = space_from_config(config)
             if converted is not None:
@@ -167,6 +170,20 @@ class StrategySearcher(Searcher):  # type: ignore[misc]
         self._points = list(state["points"])
         self._evaluated_rewards = state["evaluated_rewards"]
         self._proposals = dict(state["proposals"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the searcher with the experiment; the strategy travels as its own state
+        # (JSON-able), not as live objects (TensorFlow variables for reinforce).
+        fields = {key: value for key, value in self.__dict__.items() if key != "driver"}
+        return {"fields": fields, "driver": None if self.driver is None else self.driver.get_state()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state["fields"])
+        self.driver = None
+        if state["driver"] is not None:
+            space = SearchSpace.from_dict(state["driver"]["space"])
+            self.driver = SearchDriver(self.strategy_name, space, self.seed, self.options)
+            self.driver.set_state(state["driver"])
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as handle:

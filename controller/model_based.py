@@ -94,10 +94,7 @@ class ModelBasedController(Strategy):
         super().__init__(space, seed)
         self.config = config or ModelBasedConfig()
         cfg = self.config
-        self.cardinalities = np.array(space.cardinalities, dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
-        self.width = int(self.cardinalities.sum())
-        self.size = math.prod(int(k) for k in self.cardinalities)
+        self._shape_from_space()
         init = np.random.default_rng(self.rng.getrandbits(63))
         self.model = MlpEnsemble(
             self.width,
@@ -117,10 +114,8 @@ class ModelBasedController(Strategy):
         #: every configuration ever proposed (told, failed or pending), in order
         self.proposed: list[Indices] = []
         self.seen: set[Indices] = set()
-        # the space's canonical forms (None: every configuration is its own), and the forms
-        # of everything proposed: a configuration whose form was proposed builds a network
-        # already trained, so it is proposed only once no other is left
-        self._forms = canonical_forms(space) if cfg.canonical_forms else None
+        # the forms of everything proposed: a configuration whose form was proposed builds a
+        # network already trained, so it is proposed only once no other is left
         self._seen_forms: set[Indices] = set()
         #: (configuration, reward) of every result that teaches something, in order told
         self.history: list[tuple[Indices, float]] = []
@@ -132,21 +127,20 @@ class ModelBasedController(Strategy):
         self._prior_rows = self._rows.copy()
         self._prior_x = self._x.copy()
         self._prior_t = self._y.copy()
-        # every configuration (one-hot rows) and the code of its form, built on the first
-        # pick that scores them all
-        self._grid_x: np.ndarray | None = None
-        self._grid_form_codes: np.ndarray | None = None
-        self._radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]]).astype(np.int64)
 
     def _shape_from_space(self) -> None:
-        """The sizes derived from ``self.space``: per-decision levels, one-hot layout, space size."""
+        """What follows from ``self.space``: per-decision levels, one-hot layout, space size, forms."""
         self.cardinalities = np.array(self.space.cardinalities, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
         self.width = int(self.cardinalities.sum())
         self.size = math.prod(int(k) for k in self.cardinalities)
         self._radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]]).astype(np.int64)
+        # the space's canonical forms (None: every configuration is its own)
         self._forms = canonical_forms(self.space) if self.config.canonical_forms else None
-        self._grid_x = self._grid_form_codes = None
+        # every configuration (one-hot rows) and the code of its form, built on the first
+        # pick that scores them all
+        self._grid_x: np.ndarray | None = None
+        self._grid_form_codes: np.ndarray | None = None
 
     # ---- growing and adopted configurations --------------------------------------------
 

@@ -13,8 +13,9 @@ best validation accuracy of its trials, as the tuner itself reports it.
   (Hyperband sets its own count: ``max_epochs=--epochs``, ``factor=3``, as many
   iterations as keep it within the same number of full-length trainings).
 * Ray Tune: ``StrategySearcher`` (model_based) against ``OptunaSearch`` (TPE), one trial at
-  a time, on the same build function with the same hyperparameters as a flat
-  ``param_space`` (the ``units_i`` of unused layers are drawn and ignored).
+  a time through the Searcher interface (see :func:`ray_search`), on the same build
+  function with the same hyperparameters as a flat ``param_space`` (the ``units_i`` of
+  unused layers are drawn and ignored, and ``rate`` is drawn even without dropout).
 
 Every search starts from ``keras.utils.set_random_seed(seed)``; seeds 0..``--seeds``-1.
 Writes every search's score and trial count to ``--out`` and prints the table.
@@ -135,12 +136,23 @@ def keras_tuner_search(method: str, seed: int, trials: int, epochs: int, directo
     }
 
 
-def ray_search(method: str, seed: int, trials: int, epochs: int, directory: str) -> dict[str, Any]:
+def ray_search(method: str, seed: int, trials: int, epochs: int) -> dict[str, Any]:
+    """One Ray Tune searcher, driven through the Searcher interface one trial at a time.
+
+    Tune's controller calls ``set_search_properties``, ``suggest`` and ``on_trial_complete``
+    exactly so when one trial runs at a time; the trials run here, in this process, rather than
+    in Ray workers, whose start-up (TensorFlow imported in each) dominated on our loaded
+    machine. The searchers see the same calls either way; the Tuner path is tested in
+    tests/test_integrations_ray.py.
+    """
+    import keras
     from ray import tune
+    from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
 
     from l2l.integrations.ray_tune import StrategySearcher
 
+    keras.utils.set_random_seed(seed)
     param_space = {
         "hp": {
             "layers": tune.randint(1, 4),
@@ -149,7 +161,6 @@ def ray_search(method: str, seed: int, trials: int, epochs: int, directory: str)
             "rate": tune.choice([0.1, 0.25, 0.5]),
             "lr": tune.loguniform(1e-4, 3e-2),
         },
-        "epochs": epochs,
     }
     if method == "l2l model_based":
         searcher: Any = StrategySearcher("model_based", seed=seed)
@@ -157,22 +168,16 @@ def ray_search(method: str, seed: int, trials: int, epochs: int, directory: str)
         searcher = OptunaSearch(seed=seed)
     else:
         raise ValueError(f"unknown method {method!r}")
+    assert searcher.set_search_properties("val_accuracy", "max", param_space)
     started = time.perf_counter()
-    results = tune.Tuner(
-        ray_trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            metric="val_accuracy",
-            mode="max",
-            num_samples=trials,
-            max_concurrent_trials=1,
-        ),
-        run_config=tune.RunConfig(
-            storage_path=directory, name=f"{method}_{seed}".replace(" ", "_"), verbose=0
-        ),
-    ).fit()
-    scores = [r.metrics["val_accuracy"] for r in results if r.metrics and "val_accuracy" in r.metrics]
+    scores = []
+    for number in range(trials):
+        config = searcher.suggest(str(number))
+        if config is None or config == Searcher.FINISHED:
+            break
+        result = ray_trainable({**config, "epochs": epochs})
+        searcher.on_trial_complete(str(number), result)
+        scores.append(result["val_accuracy"])
     return {
         "tool": "Ray Tune",
         "method": method,
@@ -264,23 +269,10 @@ def main(argv: list[str] | None = None) -> int:
                     if ("KerasTuner", method, seed) not in done:
                         record(keras_tuner_search(method, seed, args.trials, args.epochs, directory))
         if args.tool in ("ray", "both"):
-            import ray
-
-            for attempt in range(3):  # a loaded machine can miss Ray's 30 s start-up deadline
-                try:
-                    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-                    break
-                except Exception:
-                    ray.shutdown()
-                    if attempt == 2:
-                        raise
-            try:
-                for seed in range(args.seeds):
-                    for method in ("l2l model_based", "OptunaSearch"):
-                        if ("Ray Tune", method, seed) not in done:
-                            record(ray_search(method, seed, args.trials, args.epochs, directory))
-            finally:
-                ray.shutdown()
+            for seed in range(args.seeds):
+                for method in ("l2l model_based", "OptunaSearch"):
+                    if ("Ray Tune", method, seed) not in done:
+                        record(ray_search(method, seed, args.trials, args.epochs))
     print(table(rows))
     return 0
 

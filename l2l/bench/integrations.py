@@ -223,8 +223,8 @@ def _hyperband_iterations(trials: int, epochs: int) -> int:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| tool | searcher | best val. accuracy, mean ± std | per seed | trials | epochs trained | seconds |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| tool | searcher | seeds | best val. accuracy, mean ± std | per seed | trials | epochs | seconds |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
@@ -233,7 +233,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         best = [r["best"] for r in runs]
         spread = statistics.stdev(best) if len(best) > 1 else 0.0
         lines.append(
-            f"| {tool} | {method} | {statistics.mean(best):.4f} ± {spread:.4f} | "
+            f"| {tool} | {method} | {len(runs)} | {statistics.mean(best):.4f} ± {spread:.4f} | "
             f"{' / '.join(f'{b:.4f}' for b in best)} | {statistics.mean(r['trials'] for r in runs):.0f} | "
             f"{statistics.mean(r['epochs'] for r in runs):.0f} | "
             f"{statistics.mean(r['seconds'] for r in runs):.0f} |"
@@ -247,8 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--tool", choices=["keras_tuner", "ray", "both"], default="both")
-    parser.add_argument("--out", required=True, help="results JSON file")
+    parser.add_argument("--out", help="results JSON file (runs already in it are kept, not rerun)")
+    parser.add_argument("--report", nargs="+", metavar="FILE", help="only print the table of results files")
     args = parser.parse_args(argv)
+    if args.report:
+        print(table([row for path in args.report for row in json.loads(Path(path).read_text())["runs"]]))
+        return 0
+    if not args.out:
+        parser.error("--out is required unless --report is given")
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
     if out.exists():

@@ -28,6 +28,16 @@ learns from their rewards. The job loop drives it:
   scale). It may carry over what was *learned*, never that job's pending proposals or
   its proposal ids; the new job's own state is what ``get_state()`` returns afterwards.
   The default does nothing.
+* ``adopt(params)`` takes a configuration chosen elsewhere (a user's point to evaluate,
+  a result from another tuner) as the next proposal, as if ``ask()`` had returned it:
+  it gets a fresh id and is told like any other. Subclasses that keep something per
+  proposal (the sampled indices, the set of configurations proposed) record it here.
+* ``extend_space(space, fill)`` takes a space that keeps every decision of the current
+  one, in order, and appends new ones (a KerasTuner ``build(hp)`` that registers a
+  hyperparameter only for some values of another). What was learned so far is read as
+  having had each new decision at ``fill[name]`` (its default; the first level if not
+  given), and pending proposals are told later as such. The default refuses with
+  NotImplementedError; every registered strategy implements it.
 
 A strategy does no I/O and imports no Ray, no SQLAlchemy and no Keras model code.
 
@@ -54,7 +64,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from search_spaces.spec import Params, SearchSpace
+from search_spaces.spec import Decision, Params, SearchSpace, SpaceError
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,29 @@ class Strategy(ABC):
         state does not fit this space or config.
         """
 
+    def adopt(self, params: Mapping[str, Any]) -> Proposal:
+        """``params`` (validated) as the next proposal, as if ``ask()`` had chosen it."""
+        return self._propose(dict(params))
+
+    def extend_space(self, space: SearchSpace, fill: Mapping[str, Any] | None = None) -> None:
+        """Take new decisions appended to the space; see the module docstring."""
+        raise NotImplementedError(f"strategy {self.name or type(self).__name__} cannot take new decisions")
+
+    def _grow(self, space: SearchSpace, fill: Mapping[str, Any] | None) -> Params:
+        """Check ``space`` extends ``self.space``, switch to it and fill the pending proposals.
+
+        Returns the value of every new decision that older configurations are read as having
+        (``fill`` checked against the new decisions, their first level where not given).
+        """
+        added = new_decisions(self.space, space)
+        values = {d.name: d.levels()[0] for d in added}
+        for name, value in (fill or {}).items():
+            if name in values:
+                values[name] = next(d for d in added if d.name == name).check(value)
+        self.space = space
+        self.pending = {pid: {**params, **values} for pid, params in self.pending.items()}
+        return values
+
     def get_state(self) -> dict[str, Any]:
         """JSON-able state; subclasses extend the dict returned here."""
         version, internal, gauss = self.rng.getstate()
@@ -186,3 +219,14 @@ class Strategy(ABC):
             raise UnknownProposalError(
                 f"proposal {proposal_id} is not pending ({told}); pending: {sorted(self.pending)[:10]}"
             ) from None
+
+
+def new_decisions(old: SearchSpace, new: SearchSpace) -> list[Decision]:
+    """The decisions ``new`` appends to ``old``; SpaceError unless ``new`` keeps ``old``'s in order."""
+    kept = new.decisions[: len(old.decisions)]
+    if kept != old.decisions:
+        raise SpaceError(
+            f"space {new.name!r} does not extend {old.name!r}: its first decisions must be "
+            f"{list(old.names)}, unchanged"
+        )
+    return list(new.decisions[len(old.decisions) :])

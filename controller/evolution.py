@@ -87,6 +87,12 @@ class RegularizedEvolution(Strategy):
             seeds.setdefault(tuple(self.space.to_indices(valid)), valid)
         self.seeds = list(seeds.values())[: max(1, self.config.population_size // 2)]
 
+    def extend_space(self, space: SearchSpace, fill: Mapping[str, Any] | None = None) -> None:
+        """New decisions: members and seeds are read as having had them at their fill value."""
+        values = self._grow(space, fill)
+        self.population = [({**params, **values}, reward) for params, reward in self.population]
+        self.seeds = [{**params, **values} for params in self.seeds]
+
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
         state["population"] = [[params, reward] for params, reward in self.population]

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.base import FINISHED, Ask, Result, Strategy
+from controller.base import FINISHED, Ask, Proposal, Result, Strategy
 from controller.canonical_forms import canonical_forms
 from controller.config import ModelBasedConfig
 from controller.reward_model import MlpEnsemble
@@ -94,10 +94,7 @@ class ModelBasedController(Strategy):
         super().__init__(space, seed)
         self.config = config or ModelBasedConfig()
         cfg = self.config
-        self.cardinalities = np.array(space.cardinalities, dtype=np.int64)
-        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
-        self.width = int(self.cardinalities.sum())
-        self.size = math.prod(int(k) for k in self.cardinalities)
+        self._shape_from_space()
         init = np.random.default_rng(self.rng.getrandbits(63))
         # with fidelity_input, one more input column: the result's fidelity (1 for candidates)
         self._fidelity_column = 1 if cfg.fidelity_input else 0
@@ -119,10 +116,8 @@ class ModelBasedController(Strategy):
         #: every configuration ever proposed (told, failed or pending), in order
         self.proposed: list[Indices] = []
         self.seen: set[Indices] = set()
-        # the space's canonical forms (None: every configuration is its own), and the forms
-        # of everything proposed: a configuration whose form was proposed builds a network
-        # already trained, so it is proposed only once no other is left
-        self._forms = canonical_forms(space) if cfg.canonical_forms else None
+        # the forms of everything proposed: a configuration whose form was proposed builds a
+        # network already trained, so it is proposed only once no other is left
         self._seen_forms: set[Indices] = set()
         #: (configuration, reward) of every result that teaches something, in order told
         self.history: list[tuple[Indices, float]] = []
@@ -136,11 +131,54 @@ class ModelBasedController(Strategy):
         self._prior_rows = self._rows.copy()
         self._prior_x = self._x.copy()
         self._prior_t = self._y.copy()
+
+    def _shape_from_space(self) -> None:
+        """What follows from ``self.space``: per-decision levels, one-hot layout, space size, forms."""
+        self.cardinalities = np.array(self.space.cardinalities, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.cardinalities)[:-1]]).astype(np.int64)
+        self.width = int(self.cardinalities.sum())
+        self.size = math.prod(int(k) for k in self.cardinalities)
+        self._radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]]).astype(np.int64)
+        # the space's canonical forms (None: every configuration is its own)
+        self._forms = canonical_forms(self.space) if self.config.canonical_forms else None
         # every configuration (one-hot rows) and the code of its form, built on the first
         # pick that scores them all
         self._grid_x: np.ndarray | None = None
         self._grid_form_codes: np.ndarray | None = None
-        self._radix = np.concatenate([np.cumprod(self.cardinalities[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+    # ---- growing and adopted configurations --------------------------------------------
+
+    def adopt(self, params: Mapping[str, Any]) -> Proposal:
+        """A configuration chosen elsewhere, proposed as is (and never proposed again)."""
+        proposal = self._propose(dict(params))
+        row = tuple(self.space.to_indices(proposal.params))
+        self.proposed.append(row)
+        self.seen.add(row)
+        self._seen_forms.add(self._form(row))
+        return proposal
+
+    def extend_space(self, space: SearchSpace, fill: Mapping[str, Any] | None = None) -> None:
+        """New decisions: their one-hot inputs start with zero weights in the reward model and
+        their logits at 0 (uniform), and every configuration seen so far is read as having had
+        each new decision at its fill level, so what was learned holds unchanged."""
+        old_count, old_width = len(self.space.decisions), self.width
+        values = self._grow(space, fill)
+        extra = tuple(space.to_indices({**space.from_indices([0] * len(space.decisions)), **values}))
+        extra = extra[old_count:]
+        self._shape_from_space()
+        added = self.width - old_width
+        self.model.add_inputs(added)
+        self.logits, self.logits_m, self.logits_v = (
+            np.concatenate([array, np.zeros(added)]) for array in (self.logits, self.logits_m, self.logits_v)
+        )
+        self.proposed = [row + extra for row in self.proposed]
+        self.seen = set(self.proposed)
+        self._seen_forms = {self._form(row) for row in self.proposed}
+        self.history = [(row + extra, reward) for row, reward in self.history]
+        self._rows = _with_columns(self._rows, extra)
+        self._x = self._one_hot(self._rows)
+        self._prior_rows = _with_columns(self._prior_rows, extra)
+        self._prior_x = self._one_hot(self._prior_rows)
 
     # ---- ask ---------------------------------------------------------------------------
 
@@ -504,6 +542,11 @@ class ModelBasedController(Strategy):
             [float(f) for f in fidelities],
         )
         self._set_prior(state.get("prior", []), ranked=False)
+
+
+def _with_columns(rows: np.ndarray, values: Indices) -> np.ndarray:
+    """``rows`` with the same ``values`` appended to each row."""
+    return np.concatenate([rows, np.tile(np.array(values, dtype=np.int64), (len(rows), 1))], axis=1)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from controller.base import Ask, Result, Strategy
 from controller.config import RandomConfig
 from search_spaces.spec import SearchSpace
@@ -25,3 +28,6 @@ class RandomSearch(Strategy):
 
     def tell(self, proposal_id: int, result: Result) -> None:
         self._settle(proposal_id)
+
+    def extend_space(self, space: SearchSpace, fill: Mapping[str, Any] | None = None) -> None:
+        self._grow(space, fill)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.base import WAIT, Ask, Result, Strategy
+from controller.base import WAIT, Ask, Proposal, Result, Strategy
 from controller.config import ReinforceConfig
 from controller.policy import LstmPolicy
 from search_spaces.spec import SearchSpace
@@ -70,6 +70,31 @@ class ReinforceController(Strategy):
         self.batch.append((actions, float(reward)))
         if len(self.batch) >= self.config.batch_size:
             self._update()
+
+    def adopt(self, params: Mapping[str, Any]) -> Proposal:
+        proposal = self._propose(dict(params))
+        self.actions[proposal.id] = self.space.to_indices(proposal.params)
+        return proposal
+
+    def extend_space(self, space: SearchSpace, fill: Mapping[str, Any] | None = None) -> None:
+        """New decisions get new heads (and the old last decision an embedding) from a fresh
+        initialisation; everything learned so far is kept, and the actions in flight or in the
+        batch are read as having taken each new decision's fill level."""
+        old_count = len(self.space.decisions)
+        values = self._grow(space, fill)
+        extra = space.to_indices({**space.from_indices([0] * len(space.decisions)), **values})[old_count:]
+        self.actions = {pid: actions + extra for pid, actions in self.actions.items()}
+        self.batch = [(actions + extra, reward) for actions, reward in self.batch]
+        learned, step = self.policy.arrays(), float(self.policy.adam_step.numpy())
+        self.policy = LstmPolicy(space.cardinalities, self.config, self.rng.getrandbits(32))
+        arrays = self.policy.arrays()
+        for key, value in learned.items():
+            arrays[key] = value  # same names, same shapes: the LSTM, the start, the old heads
+        for key in set(arrays) - set(learned):
+            if not key.startswith("weights/"):
+                arrays[key] = np.zeros_like(arrays[key])  # Adam starts the new weights afresh
+        self.policy.load_arrays(arrays)
+        self.policy.adam_step.assign(step)
 
     def _update(self) -> None:
         decay = self.config.baseline_decay

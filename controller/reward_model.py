@@ -135,6 +135,25 @@ class MlpEnsemble:
         self.params -= np.float32(rate) * self.moment1 / (np.sqrt(self.moment2) + np.float32(_ADAM_EPSILON))
         return float(np.mean(error * error))
 
+    def add_inputs(self, count: int) -> None:
+        """Take ``count`` more inputs, after the others, with zero weights and zero Adam moments:
+        every prediction stays what it was until training moves the new weights."""
+        if count <= 0:
+            return
+        old = {name: self._views(flat) for name, flat in self.arrays().items()}
+        members, fan_in, fan_out = self.shapes["w0"]
+        self.shapes["w0"] = (members, fan_in + count, fan_out)
+        size = sum(int(np.prod(shape)) for shape in self.shapes.values())
+        for name in ("params", "moment1", "moment2"):
+            flat = np.zeros(size, np.float32)
+            for layer, view in self._views(flat).items():
+                source = old[name][layer]
+                view[:, : source.shape[1]] = source
+            setattr(self, name, flat)
+        self._grad = np.zeros(size, np.float32)
+        self.weights = self._views(self.params)
+        self._grads = self._views(self._grad)
+
     def arrays(self) -> dict[str, np.ndarray]:
         """What :meth:`load` needs besides the step counter: weights and Adam's moments."""
         return {"params": self.params, "moment1": self.moment1, "moment2": self.moment2}

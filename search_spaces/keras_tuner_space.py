@@ -22,6 +22,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine import hyperparameters as kt_hp
 
+from search_spaces.conditions import ACTIVE_FORM, CONDITIONS, INACTIVE
 from search_spaces.spec import (
     Choice,
     DataInfo,
@@ -67,6 +68,63 @@ def space_from_build(reference: str, name: str | None = None) -> SearchSpace:
         builder=BUILDER,
         settings={"build": reference, FIXED_PARAMS: fixed},
     )
+
+
+def space_from_hyperparameters(
+    hp: keras_tuner.HyperParameters, name: str, builder: str = BUILDER
+) -> SearchSpace | None:
+    """The tunable part of a KerasTuner space as ours, or None if nothing in it is tunable.
+
+    Decisions come in registration order, so a space that grew is the older space with new
+    decisions appended (what :meth:`controller.Strategy.extend_space` takes). A name
+    registered under several conditions is one decision (the first registration's range),
+    active when any of its conditions holds; ``hp.Fixed`` values are KerasTuner's to fill in
+    and are not searched. Conditions and defaults go into the settings (see
+    :mod:`search_spaces.conditions`), and the space's canonical form writes inactive
+    decisions as their defaults.
+    """
+    decisions: dict[str, Decision] = {}
+    conditions: dict[str, list[list[list[Any]]]] = {}
+    defaults: dict[str, Any] = {}
+    for hyperparameter in hp.space:
+        if isinstance(hyperparameter, kt_hp.Fixed):
+            continue
+        alternative = [[c.name, list(c.values)] for c in hyperparameter.conditions]
+        if hyperparameter.name not in decisions:
+            decision = _decision_from_hyperparameter(hyperparameter)
+            decisions[hyperparameter.name] = decision
+            defaults[hyperparameter.name] = decision.check(_default_of(hyperparameter, decision))
+            conditions[hyperparameter.name] = []
+        if alternative:
+            conditions[hyperparameter.name].append(alternative)
+        else:
+            conditions[hyperparameter.name] = [[]]  # registered unconditionally: always active
+    if not decisions:
+        return None
+    conditional = {n: alts for n, alts in conditions.items() if alts and all(alts)}
+    settings: dict[str, Any] = {"defaults": defaults}
+    if conditional:
+        settings[CONDITIONS] = conditional
+        settings[INACTIVE] = {n: defaults[n] for n in conditional}
+    return SearchSpace(
+        name=name,
+        decisions=tuple(decisions.values()),
+        builder=builder,
+        settings=settings,
+        canonical=ACTIVE_FORM if conditional else None,
+    )
+
+
+def _default_of(hyperparameter: Any, decision: Decision) -> Any:
+    """KerasTuner's default, or the decision's nearest level when the default is off our grid."""
+    default = hyperparameter.default
+    try:
+        return decision.check(default)
+    except SpaceError:
+        levels = decision.levels()
+        if isinstance(decision, Choice) or not isinstance(default, (int, float)):
+            return levels[0]
+        return min(levels, key=lambda level: abs(float(level) - float(default)))
 
 
 def build_model(params: Mapping[str, Any], data: DataInfo, settings: Mapping[str, Any]) -> keras.Model:

@@ -263,6 +263,16 @@ class SearchSpace:
         except SpaceError:
             return indices
 
+    def canonical_params(self, params: Mapping[str, Any]) -> Params:
+        """The canonical form of ``params`` (validated) by value: ``params`` itself when the
+        space names no canonical form. Unlike :meth:`canonical_indices`, float values are
+        kept as they are, not snapped to a level."""
+        valid = self.validate(params)
+        if self.canonical is None:
+            return valid
+        form = _load_reference(self.canonical, "canonical form")(valid, self.settings)
+        return {name: form.get(name, value) for name, value in valid.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description that :meth:`from_dict` turns back into an equal space."""
         data: dict[str, Any] = {

@@ -35,12 +35,16 @@ def test_a_strategy_runs_as_a_ray_tune_searcher(tmp_path: Path) -> None:
         # Self-contained: Ray workers cannot import this test module to find score().
         return {"score": config["a"] + (config["b"] == "y") + config["c"]}
 
-    searcher = StrategySearcher(SPACE, strategy="reinforce", seed=0, options={"learning_rate": 0.01})
+    # With a space of ours and no param_space, Tune never tells the searcher TuneConfig's metric,
+    # so it is given to the searcher (tests/test_integrations_ray.py covers TuneConfig's).
+    searcher = StrategySearcher(
+        SPACE, strategy="reinforce", seed=0, options={"learning_rate": 0.01}, metric="score", mode="max"
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=6, metric="score", mode="max"),
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=6),
             run_config=tune.RunConfig(storage_path=str(tmp_path), name="l2l", verbose=0),
         )
         results = tuner.fit()
@@ -50,6 +54,8 @@ def test_a_strategy_runs_as_a_ray_tune_searcher(tmp_path: Path) -> None:
     best = results.get_best_result()
     assert SPACE.validate({k: best.config[k] for k in SPACE.names})
     assert sorted(r.metrics["score"] for r in results) == sorted(score(r.config) for r in results)
+    told = sorted(reward for _, status, reward in searcher.driver.tried.values() if status == "done")
+    assert told == sorted(r.metrics["score"] for r in results)  # every result reached the strategy
 
 
 def test_a_trial_without_the_metric_is_a_failure_not_a_zero() -> None:
@@ -87,8 +93,10 @@ def test_a_strategy_runs_as_a_keras_tuner_oracle(tmp_path: Path) -> None:
     assert len(trials) == 8 and all(t.status == "COMPLETED" for t in trials)
     for trial in trials:
         assert SPACE.validate(trial.hyperparameters.values) == trial.hyperparameters.values
-    assert oracle.strategy.next_id == 8 and not oracle.strategy.pending
-    assert oracle.strategy.get_state()["updates"] == 8
+    assert not oracle.strategy.pending and not oracle.driver.pending()
+    # 8 distinct configurations told; a repeat the strategy proposed was told the known result
+    assert len(oracle.driver.tried) == 8
+    assert oracle.strategy.get_state()["updates"] == oracle.strategy.next_id >= 8
     best = tuner.oracle.get_best_trials(1)[0]
     assert best.score == max(t.score for t in trials)
 

@@ -56,6 +56,9 @@ class KerasTunerBO(Strategy):
         self._tell_oracle(proposal_id, result.reward)
         self._events.append(["tell", proposal_id, result.reward])
 
+    def adopt(self, params: Any) -> Any:
+        raise NotImplementedError("keras_tuner_bo cannot evaluate a configuration it did not propose")
+
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "events": [list(event) for event in self._events]}
 

@@ -18,9 +18,10 @@ tell. ``set_state`` replays them into a fresh study, O(trials) ``add_trial`` cal
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
-from controller.base import Ask, Result, Strategy
+from controller.base import Ask, Proposal, Result, Strategy
 from controller.config import OptunaTPEConfig, StrategyError
 from search_spaces.spec import Choice, IntRange, SearchSpace
 
@@ -61,6 +62,24 @@ class OptunaTPE(Strategy):
             self._study.tell(number, result.reward)
         entry = next(e for e in self._trials if e[0] == proposal_id)
         entry[2:] = [_FAIL, None] if result.failed else [_COMPLETE, result.reward]
+
+    def adopt(self, params: Mapping[str, Any]) -> Proposal:
+        # Optuna's own way to evaluate a given point: enqueue it, and the next ask returns it.
+        self._study.enqueue_trial(dict(self.space.validate(params)))
+        trial = self._study.ask(self._distributions)
+        proposal = self._propose(dict(trial.params))
+        self._numbers[proposal.id] = trial.number
+        self._trials.append([proposal.id, dict(proposal.params), _PENDING, None])
+        return proposal
+
+    def extend_space(self, space: SearchSpace, fill: Mapping[str, Any] | None = None) -> None:
+        """Every trial so far is read as having had the new decisions at their fill values:
+        the study is rebuilt from the trials with those values."""
+        values = self._grow(space, fill)
+        self._distributions = distributions_for(space)
+        for entry in self._trials:
+            entry[1] = {**entry[1], **values}
+        self.set_state(self.get_state())
 
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "trials": [list(entry) for entry in self._trials]}

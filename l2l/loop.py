@@ -51,6 +51,7 @@ from l2l.store import (
 from l2l.store.records import FinalModelRecord, JobRecord, TrialRecord
 from l2l.store.states import JobState, TrialState
 from l2l.worker.executor import Executor, Outcome, ResourceUnavailable, TrialTask
+from l2l.worker.packing import packed_resources, predict_task_memory
 from search_spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -112,18 +113,42 @@ class JobLoop:
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._jobs: dict[int, _ActiveJob] = {}
         self._trial_jobs: dict[int, int] = {}  # running trial id -> job id
+        self._packed: set[int] = set()  # trials running on a share of a GPU
+        self._alone: set[int] = set()  # trials that ran out of memory packed: whole GPUs from now on
 
     # ------------------------------------------------------------------ driving
 
     def run(self, stop: threading.Event) -> None:
-        """Run passes until ``stop`` is set, sleeping a little whenever a pass did nothing."""
+        """Run passes until ``stop`` is set; after a pass that did nothing, wait for news."""
         log.info("controller %s started", self.owner)
         while not stop.is_set():
+            # Read before the pass: whatever happens during it changes the marker, so the
+            # wait below cannot sleep through news the pass read too early to see.
+            marker = self.store.change_marker()
             if not self.step():
-                stop.wait(self.settings.controller.poll_seconds)
+                self._wait_for_news(stop, marker)
         for job in list(self._jobs.values()):
             self.store.release_job(job.id, self.owner)
         log.info("controller %s stopped", self.owner)
+
+    def _wait_for_news(self, stop: threading.Event, marker: tuple[Any, ...]) -> None:
+        """Return when a worker ends, the database changes (a job submitted, paused or
+        cancelled, a report stored), ``stop`` is set, or ``poll_seconds`` pass."""
+        controller = self.settings.controller
+        deadline = time.monotonic() + controller.poll_seconds
+        wait = getattr(self.executor, "wait", None)
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            slice_seconds = min(controller.wake_seconds, left)
+            if wait is not None:
+                if wait(slice_seconds):
+                    return
+            elif stop.wait(slice_seconds):
+                return
+            if self.store.change_marker() != marker:
+                return
 
     def step(self) -> bool:
         """One pass over every job this controller drives; True if anything happened."""
@@ -358,9 +383,29 @@ class JobLoop:
             kind=job_kind(job.record),
             placement=job.placement,
             hardware=spec.get("hardware"),
+            backend=spec.get("backend") or self.settings.worker.backend,
         )
         self._trial_jobs[trial_id] = job.id
-        self.executor.submit(task, spec["budget"]["resources"])
+        self.executor.submit(task, self._resources(job, trial_id, params, final))
+
+    def _resources(self, job: _ActiveJob, trial_id: int, params: dict, final: bool) -> dict[str, float]:
+        """The trial's Ray resources: the budget's, or with ``budget.pack_gpus`` the share of a
+        GPU its predicted memory needs (a final model, or a trial that ran out of memory
+        packed, gets the whole GPU)."""
+        budget = job.record.spec["budget"]
+        resources: dict[str, float] = dict(budget["resources"])
+        self._packed.discard(trial_id)
+        if final or not budget.get("pack_gpus") or resources.get("GPU") != 1 or trial_id in self._alone:
+            return resources
+        try:
+            needed = predict_task_memory(job.space, params, job.record.spec["dataset"]).total_bytes
+        except Exception:  # no prediction: the whole GPU is always safe
+            log.warning("trial %s: no memory prediction; it gets a whole GPU", trial_id, exc_info=True)
+            return resources
+        packed = packed_resources(resources, needed, int(self.settings.worker.gpu_memory_gb * 2**30))
+        if packed["GPU"] < 1:
+            self._packed.add(trial_id)
+        return packed
 
     def _handle_outcome(self, outcome: Outcome) -> None:
         job_id = self._trial_jobs.get(outcome.trial_id)
@@ -370,12 +415,26 @@ class JobLoop:
         if outcome.final:
             self._handle_final_outcome(job, outcome)
             return
+        if outcome.worker:
+            log.info(
+                "trial %s attempt %s ran on node %s (worker pid %s, its trial %s)",
+                outcome.trial_id, outcome.attempt, outcome.worker.get("node_id"),
+                outcome.worker.get("pid"), outcome.worker.get("trials"),
+            )  # fmt: skip
         trial = self.store.get_trial(outcome.trial_id)
         if trial.state.is_finished():
             return  # the worker reported; the next pass tells the strategy
         if outcome.attempt is not None and outcome.attempt != trial.attempts:
             return  # an earlier attempt's worker; the current attempt decides
         error = outcome.error or "the worker ended without a final report"
+        if outcome.out_of_memory and trial.id in self._packed:
+            # Packing guessed wrong, not the trial: it runs again on a GPU of its own,
+            # whatever its retries so far.
+            log.warning("trial %s ran out of memory on a shared GPU; retrying it alone", trial.id)
+            self._alone.add(trial.id)
+            self.store.note_trial_error(trial.id, error)
+            self._launch(job, trial)
+            return
         if outcome.retryable and trial.attempts <= self.settings.controller.max_retries:
             log.warning(
                 "%s trial %s attempt %s failed, retrying: %s", outcome.kind, trial.id, trial.attempts, error

@@ -36,14 +36,31 @@ class LimitSettings(BaseModel):
 
 
 class ControllerSettings(BaseModel):
-    #: Seconds between passes of the job loop when nothing happened.
-    poll_seconds: float = 0.25
+    #: The longest an idle job loop waits before a full pass (lease renewals, jobs whose
+    #: controller died); it wakes sooner on news: a worker ended, or the database changed.
+    poll_seconds: float = 1.0
+    #: How often an idle loop checks the database for news (a job submitted, paused or
+    #: cancelled, a report stored); a worker ending wakes it at once.
+    wake_seconds: float = 0.05
     #: A running job whose controller has not renewed its lease for this long is taken over.
     lease_seconds: float = 30.0
     #: How often a trial that failed for a retryable reason is tried again.
     max_retries: int = 2
     #: This many trials failing in a row stop the job with a clear reason.
     max_consecutive_failures: int = 5
+
+
+class WorkerSettings(BaseModel):
+    """The long-lived worker processes that train trial after trial."""
+
+    #: The Keras backend of jobs that name none: "tensorflow" or "jax".
+    backend: str = "tensorflow"
+    #: A worker whose resident memory has grown past this after a trial is replaced.
+    max_rss_mb: float = 4096.0
+    #: A worker with no trial for this long is stopped, giving its CPUs/GPUs back to the cluster.
+    idle_seconds: float = 60.0
+    #: Memory of one GPU, for packing several trials on it (80 for an H100, 141 for an H200).
+    gpu_memory_gb: float = 80.0
 
 
 class RaySettings(BaseModel):
@@ -91,6 +108,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
 

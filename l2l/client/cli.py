@@ -176,7 +176,12 @@ def _controller() -> int:
     settings = get_settings()
     store = _store()
     store.migrate()
-    executor = RayExecutor(settings.ray.address, settings.ray.num_cpus)
+    executor = RayExecutor(
+        settings.ray.address,
+        settings.ray.num_cpus,
+        max_rss_mb=settings.worker.max_rss_mb,
+        idle_seconds=settings.worker.idle_seconds,
+    )
     if settings.serve.enabled:
         _start_predictions(settings)
     loop = JobLoop(store, executor, settings)

@@ -59,11 +59,23 @@ class Budget(BaseModel):
         default_factory=lambda: {"CPU": 1.0},
         description='Ray resources of one trial, e.g. {"CPU": 1}, {"GPU": 0.25} or {"TPU": 4}.',
     )
+    pack_gpus: bool = Field(
+        default=False,
+        description='With resources {"GPU": 1}: each trial asks for the share of a GPU its model\'s '
+        "predicted memory needs, so several trials train on one GPU; one that runs out of memory "
+        "is retried on a GPU of its own.",
+    )
 
     @field_validator("resources")
     @classmethod
     def _positive(cls, resources: dict[str, float]) -> dict[str, float]:
         return _positive_resources(resources)
+
+    @model_validator(mode="after")
+    def _packs_whole_gpus(self) -> Budget:
+        if self.pack_gpus and self.resources.get("GPU") != 1:
+            raise ValueError('pack_gpus shares whole GPUs between trials: set resources to {"GPU": 1}')
+        return self
 
 
 class StrategyChoice(BaseModel):
@@ -221,6 +233,11 @@ class JobSpec(BaseModel):
         'simulated step time as the metric "step_time" (use it as the objective\'s cost).',
     )
     seed: int | None = Field(default=None, description="Makes proposals and data splits repeatable.")
+    backend: Literal["tensorflow", "jax"] | None = Field(
+        default=None,
+        description="The Keras backend trials train under (default: the service's, "
+        "L2L_WORKER__BACKEND, normally tensorflow).",
+    )
     objective: Objective | None = Field(default=None, description="Defaults to val_accuracy (max).")
     warm_start: WarmStart | None = Field(
         default=None, description='Learn from an earlier job: {"job_id": N}; see WarmStart.'
@@ -247,7 +264,7 @@ class JobSpec(BaseModel):
             )
         search_only = [
             name
-            for name in ("dataset", "space", "budget", "objective", "warm_start", "hardware")
+            for name in ("dataset", "space", "budget", "objective", "warm_start", "hardware", "backend")
             if getattr(self, name) is not None
         ]
         if "strategy" in self.model_fields_set:
@@ -333,6 +350,7 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
         "final_model": spec.final_model,
         **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
         **({"hardware": hardware} if hardware else {}),
+        **({"backend": spec.backend} if spec.backend else {}),
     }
 
 

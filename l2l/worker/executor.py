@@ -54,6 +54,8 @@ class TrialTask:
     #: Hardware-aware search: ``{"cluster", "placer"}``; the trained model's simulated step
     #: time on that cluster is reported as the metric ``step_time``.
     hardware: dict[str, Any] | None = None
+    #: The Keras backend the worker runs ("tensorflow" or "jax"); None: TensorFlow.
+    backend: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +75,10 @@ class Outcome:
     final: bool = False
     #: The task's kind (:attr:`TrialTask.kind`).
     kind: str = "search"
+    #: The error says the worker ran out of memory (a packed trial is then retried alone).
+    out_of_memory: bool = False
+    #: Where it ran, if the executor can tell: ``node_id``, ``pid``, ``rss_mb``, ``trials``, ...
+    worker: dict[str, Any] | None = None
 
 
 class Executor(Protocol):
@@ -84,6 +90,12 @@ class Executor(Protocol):
 
     def poll(self) -> list[Outcome]:
         """Workers that ended since the last call."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a worker ends (True) or ``timeout`` seconds pass (False).
+
+        Optional: the job loop sleeps ``timeout`` in slices for an executor without it.
+        """
 
     def cancel(self, trial_id: int) -> None:
         """Stop a running trial's worker, if it still runs."""

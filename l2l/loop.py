@@ -112,7 +112,10 @@ class JobLoop:
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self._jobs: dict[int, _ActiveJob] = {}
-        self._trial_jobs: dict[int, int] = {}  # running trial id -> job id
+        self._trial_jobs: dict[int, int] = {}  # trial id -> job id, while its worker runs
+        # Trials told while their worker still runs (it reported, and is returning): each
+        # holds its slot until the worker ends, so the next trial finds that worker warm.
+        self._told_running: set[int] = set()
         self._packed: set[int] = set()  # trials running on a share of a GPU
         self._alone: set[int] = set()  # trials that ran out of memory packed: whole GPUs from now on
 
@@ -282,6 +285,7 @@ class JobLoop:
         # since the results were told above still holds its place, so no proposal is made
         # on results the strategy has not seen (and a run of failures stops the job on time).
         _, in_flight = self.store.list_trials(job.id, states=UNTOLD_STATES, told=False, limit=0)
+        in_flight += sum(1 for trial_id in self._told_running if self._trial_jobs.get(trial_id) == job.id)
         while not job.exhausted and created < budget["trials"] and in_flight < budget["concurrency"]:
             asked = job.strategy.ask()
             if asked is WAIT:
@@ -299,6 +303,8 @@ class JobLoop:
             final = self._final_model(job)
             if final is not None and not final.state.is_finished():
                 return busy  # the job ends when its final model does
+            if final is not None and self._trial_jobs.get(final.trial_id) == job.id:
+                return busy  # it uploaded, and its worker is returning: let it, to stay warm
             if job.placement is not None and counts[TrialState.COMPLETED] == 0:
                 failed, _ = self.store.list_trials(job.id, states={TrialState.FAILED}, limit=1)
                 error = failed[0].error if failed else job.last_error
@@ -343,7 +349,8 @@ class JobLoop:
         for trial in sorted(finished, key=lambda t: (t.finished_at or t.created_at, t.number)):
             job.strategy.tell(trial.proposal_id, Result(trial.reward, trial.metrics))
             self.store.mark_told(trial.id, self.owner, job.strategy.get_state())
-            self._trial_jobs.pop(trial.id, None)
+            if trial.id in self._trial_jobs:
+                self._told_running.add(trial.id)
             if trial.state is TrialState.COMPLETED:
                 job.consecutive_failures = 0
                 continue
@@ -408,19 +415,20 @@ class JobLoop:
         return packed
 
     def _handle_outcome(self, outcome: Outcome) -> None:
-        job_id = self._trial_jobs.get(outcome.trial_id)
-        job = self._jobs.get(job_id) if job_id is not None else None
-        if job is None:
-            return  # a worker of a job this controller no longer drives
-        if outcome.final:
-            self._handle_final_outcome(job, outcome)
-            return
         if outcome.worker:
             log.info(
                 "trial %s attempt %s ran on node %s (worker pid %s, its trial %s)",
                 outcome.trial_id, outcome.attempt, outcome.worker.get("node_id"),
                 outcome.worker.get("pid"), outcome.worker.get("trials"),
             )  # fmt: skip
+        job_id = self._trial_jobs.pop(outcome.trial_id, None)
+        self._told_running.discard(outcome.trial_id)
+        job = self._jobs.get(job_id) if job_id is not None else None
+        if job is None:
+            return  # a worker of a job this controller no longer drives
+        if outcome.final:
+            self._handle_final_outcome(job, outcome)
+            return
         trial = self.store.get_trial(outcome.trial_id)
         if trial.state.is_finished():
             return  # the worker reported; the next pass tells the strategy
@@ -480,7 +488,8 @@ class JobLoop:
         """Cancel the workers of the job's trials in flight; returns those trials' ids."""
         in_flight = [trial_id for trial_id, job_id in self._trial_jobs.items() if job_id == job.id]
         for trial_id in in_flight:
-            self.executor.cancel(trial_id)
+            if trial_id not in self._told_running:  # those reported, and their workers stay warm
+                self.executor.cancel(trial_id)
         return in_flight
 
     def _forget(self, job: _ActiveJob) -> None:
@@ -488,6 +497,7 @@ class JobLoop:
         for trial_id, job_id in list(self._trial_jobs.items()):
             if job_id == job.id:
                 del self._trial_jobs[trial_id]
+                self._told_running.discard(trial_id)
 
 
 def _last_line(text: str | None) -> str:

@@ -28,7 +28,7 @@ from l2l.store.states import JobState, TrialState
 def ray_executor() -> Iterator[object]:
     from l2l.worker.ray_executor import RayExecutor
 
-    executor = RayExecutor(num_cpus=2)
+    executor = RayExecutor(num_cpus=2, idle_seconds=600)
     yield executor
     executor.shutdown()
 

@@ -380,7 +380,7 @@ class JobLoop:
             job_id=job.id,
             attempt=attempt,
             token=token,
-            report_url=self.settings.report_url,
+            report_url=self.settings.worker_report_url,
             dataset=spec.get("dataset", {}),
             space=job.space,
             params=params,

@@ -18,6 +18,12 @@ class ApiSettings(BaseModel):
     port: int = 8000
     #: The address workers use to report back; defaults to http://host:port.
     public_url: str | None = None
+    #: Several API replicas' addresses for workers to report to (JSON list in the environment,
+    #: e.g. L2L_API__REPORT_URLS='["http://a:8000", "http://b:8000"]'): each trial picks one and
+    #: moves to the next if it does not answer. Empty: the one address above.
+    report_urls: list[str] = Field(default_factory=list)
+    #: Log every request (uvicorn's access log) in ``l2l serve``.
+    access_log: bool = False
     #: Upper bounds a job may ask for; larger budgets are refused with a 422.
     max_trials_per_job: int = 10_000
     max_concurrency: int = 256
@@ -121,6 +127,11 @@ class Settings(BaseSettings):
     @property
     def report_url(self) -> str:
         return (self.api.public_url or f"http://{self.api.host}:{self.api.port}").rstrip("/")
+
+    @property
+    def worker_report_url(self) -> str:
+        """What a trial's task carries: the report address, or several separated by commas."""
+        return ",".join(url.rstrip("/") for url in self.api.report_urls) or self.report_url
 
 
 @lru_cache

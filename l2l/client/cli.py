@@ -140,7 +140,15 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
     if controller:
         child = subprocess.Popen([sys.executable, "-m", "l2l.client.cli", "controller"], env=env)
     try:
-        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="warning")
+        access_log = settings.api.access_log
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            log_level="info" if access_log else "warning",
+            access_log=access_log,
+        )
     finally:
         if child is not None:
             child.send_signal(signal.SIGTERM)

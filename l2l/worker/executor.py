@@ -36,6 +36,7 @@ class TrialTask:
     attempt: int
     #: The bearer token for this attempt's reports; only its hash is stored.
     token: str
+    #: The service's address; several API replicas' separated by commas (the worker picks one).
     report_url: str
     dataset: dict[str, Any]
     space: dict[str, Any]

@@ -86,13 +86,21 @@ def add_bench_parser(commands: Any) -> None:
     overhead.add_argument("--repeats", type=int, default=3)
     overhead.add_argument("--noop-trials", type=int, default=200, help="tabular no-op trials (0: skip)")
     overhead.add_argument(
-        "--contender", action="append", choices=["l2l", "tune_reuse", "tune_no_reuse", "plain"],
-        help="run only these (repeat; default all)",
+        "--contender", action="append", choices=["l2l", "tune_reuse", "tune_no_reuse", "plain", "none"],
+        help="run only these (repeat; default all; 'none' with --noop-trials for the no-op part alone)",
     )  # fmt: skip
     overhead.add_argument(
         "--no-reuse-trials", type=int, help="trials of Ray Tune without actor reuse (default --trials)"
     )
     overhead.add_argument("--out", help="results JSON file")
+    from l2l.bench.gpu_packing import add_arguments as add_gpu_packing_arguments
+
+    add_gpu_packing_arguments(
+        which.add_parser(
+            "gpu-packing",
+            help="nb201_cell trials on one GPU under JAX: one at a time vs packed side by side",
+        )
+    )
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
     plot.add_argument("--out", required=True, help="the PNG to write")
@@ -112,6 +120,10 @@ def run_bench(args: argparse.Namespace) -> int:
             return 2
         print(format_report(report))
         return 0
+    if args.bench_command == "gpu-packing":
+        from l2l.bench.gpu_packing import run as run_gpu_packing
+
+        return run_gpu_packing(args)
     if args.bench_command == "overhead":
         return _run_overhead(args)
     if args.bench_command == "match":
@@ -252,7 +264,7 @@ def _run_overhead(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         repeats=args.repeats,
         noop_trials=args.noop_trials,
-        contenders=tuple(args.contender or CONTENDERS),
+        contenders=tuple(name for name in args.contender or CONTENDERS if name != "none"),
         no_reuse_trials=args.no_reuse_trials,
         log=lambda line: print(line, flush=True),
     )

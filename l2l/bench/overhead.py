@@ -75,7 +75,8 @@ def run_overhead(
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
     noop: dict[str, list[dict[str, Any]]] = {"l2l": [], "tune_reuse": []} if noop_trials else {}
     for repeat in range(repeats):
-        order = contenders[repeat % len(contenders) :] + contenders[: repeat % len(contenders)]
+        shift = repeat % max(1, len(contenders))
+        order = contenders[shift:] + contenders[:shift]
         for name in order:
             log(f"repeat {repeat + 1}/{repeats}: {name}")
             count = no_reuse_trials or trials if name == "tune_no_reuse" else trials

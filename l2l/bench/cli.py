@@ -267,10 +267,15 @@ def _run_overhead(args: argparse.Namespace) -> int:
         contenders=tuple(name for name in args.contender or CONTENDERS if name != "none"),
         no_reuse_trials=args.no_reuse_trials,
         log=lambda line: print(line, flush=True),
+        checkpoint=lambda document: _write_json(args.out, document),
     )
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    _write_json(args.out, document)
     print(format_report(document))
     return 0
+
+
+def _write_json(path: str | None, document: dict[str, Any]) -> None:
+    if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -66,6 +66,7 @@ def run_overhead(
     contenders: tuple[str, ...] = CONTENDERS,
     no_reuse_trials: int | None = None,
     log: Callable[[str], None] = print,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every contender ``repeats`` times (order rotated) and the no-op pair once per repeat.
 
@@ -74,22 +75,7 @@ def run_overhead(
     """
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
     noop: dict[str, list[dict[str, Any]]] = {"l2l": [], "tune_reuse": []} if noop_trials else {}
-    for repeat in range(repeats):
-        shift = repeat % max(1, len(contenders))
-        order = contenders[shift:] + contenders[:shift]
-        for name in order:
-            log(f"repeat {repeat + 1}/{repeats}: {name}")
-            count = no_reuse_trials or trials if name == "tune_no_reuse" else trials
-            run = _RUNNERS[name](count, concurrency, epochs)
-            runs[name].append(_summarise(run, concurrency))
-            last = runs[name][-1]
-            log(f"  overhead {last['overhead_s']:.3f} s, median fit {last['median_fit_s']:.3f} s")
-        for name in list(noop) if repeat % 2 == 0 else list(noop)[::-1]:
-            log(f"repeat {repeat + 1}/{repeats}: no-op trials, {name}")
-            run = (_l2l_noop if name == "l2l" else _tune_noop)(noop_trials, concurrency)
-            noop[name].append(_summarise(run, concurrency))
-            log(f"  {noop[name][-1]['per_trial_s'] * 1000:.1f} ms per trial")
-    return {
+    document = {
         "protocol": {
             "trials": trials,
             "concurrency": concurrency,
@@ -101,8 +87,29 @@ def run_overhead(
         },
         "runs": runs,
         "noop": noop,
-        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
     }
+    for repeat in range(repeats):
+        shift = repeat % max(1, len(contenders))
+        order = contenders[shift:] + contenders[:shift]
+        for name in order:
+            log(f"repeat {repeat + 1}/{repeats}: {name}")
+            count = no_reuse_trials or trials if name == "tune_no_reuse" else trials
+            run = _RUNNERS[name](count, concurrency, epochs)
+            runs[name].append(_summarise(run, concurrency))
+            last = runs[name][-1]
+            log(f"  overhead {last['overhead_s']:.3f} s, median fit {last['median_fit_s']:.3f} s")
+            if checkpoint:
+                checkpoint(document)
+        for name in list(noop) if repeat % 2 == 0 else list(noop)[::-1]:
+            log(f"repeat {repeat + 1}/{repeats}: no-op trials, {name}")
+            run = (_l2l_noop if name == "l2l" else _tune_noop)(noop_trials, concurrency)
+            noop[name].append(_summarise(run, concurrency))
+            log(f"  {noop[name][-1]['per_trial_s'] * 1000:.1f} ms per trial")
+            if checkpoint:
+                checkpoint(document)
+    document["machine"]["load_average_at_end"] = os.getloadavg()
+    return document
 
 
 def _summarise(run: dict[str, Any], slots: int) -> dict[str, Any]:
@@ -153,7 +160,8 @@ def _l2l_service(concurrency: int) -> Iterator[tuple[Any, Any, Any, Any]]:
         store = Store(url)
         team, _ = create_team(store, "bench")
         os.environ.update(THREAD_ENV)
-        executor = RayExecutor(num_cpus=concurrency, idle_seconds=600)
+        _start_ray(concurrency)  # the executor joins it
+        executor = RayExecutor(idle_seconds=600)
         loop = JobLoop(store, executor, settings)
         driver = threading.Thread(target=loop.run, args=(stop,), daemon=True)
         driver.start()
@@ -282,12 +290,7 @@ def _tune(
     from ray import tune
 
     folder = Path(tempfile.mkdtemp(prefix="l2l-overhead-tune-"))
-    ray.init(
-        num_cpus=concurrency,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": THREAD_ENV},
-    )
+    _start_ray(concurrency)
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
@@ -308,6 +311,26 @@ def _tune(
     finally:
         ray.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_ray(cpus: int, tries: int = 3) -> None:
+    """``ray.init`` for a contender; a loaded machine sometimes misses Ray's start-up timeout."""
+    import ray
+
+    for attempt in range(tries):
+        try:
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                runtime_env={"env_vars": THREAD_ENV},
+            )
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == tries - 1:
+                raise
+            time.sleep(10)
 
 
 def _tune_reuse(trials: int, concurrency: int, epochs: int) -> dict[str, Any]:

@@ -65,7 +65,7 @@ class Reporter:
         )
 
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._retry(lambda: httpx.post(self.url, json=body, headers=self.headers, timeout=30))
+        return self._retry(lambda: _client().post(self.url, json=body, headers=self.headers, timeout=30))
 
     def _retry(self, send: Callable[[], httpx.Response]) -> dict[str, Any]:
         delay = 0.5
@@ -90,6 +90,17 @@ class Reporter:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+
+_CLIENT: httpx.Client | None = None
+
+
+def _client() -> httpx.Client:
+    """One HTTP client per worker process: a warm worker's reports reuse its connections."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = httpx.Client()
+    return _CLIENT
 
 
 def _clean(metrics: Mapping[str, Any]) -> dict[str, float | None]:

@@ -130,3 +130,32 @@ def test_a_job_trains_under_the_jax_backend(
     assert "savedmodel" not in final.files  # a TensorFlow export; JAX has none
     backends = {info["backend"] for info in ray_executor.workers()}  # type: ignore[attr-defined]
     assert "jax" in backends, backends
+
+
+@pytest.mark.parametrize("first_replica_down", [False, True])
+def test_reports_go_to_the_replica_a_trial_picks_and_move_on_when_it_is_down(
+    sqlite_store: Store, live: LiveServer, first_replica_down: bool
+) -> None:
+    from conftest import free_port as another_port
+
+    from l2l.service.jobs import new_report_token
+    from l2l.worker.reporter import Reporter
+
+    job_id = _submit(sqlite_store, live.settings, budget={"trials": 1, "epochs": 1})
+    sqlite_store.claim_job("test", lease_seconds=60)
+    trial = sqlite_store.add_trial(job_id, "test", 0, {}, {})
+    token, token_hash = new_report_token()
+    sqlite_store.set_trial_state(trial.id, TrialState.RUNNING, token_hash=token_hash)
+    down = f"http://127.0.0.1:{another_port()}"  # nothing listens there
+    replicas = [down, live.url] if first_replica_down else [live.url, down]
+    # The trial's id picks its replica: put the one we mean first in the trial's own order.
+    if trial.id % 2:
+        replicas.reverse()
+    reporter = Reporter(",".join(replicas), trial.id, token, attempts=3)
+    assert reporter.url.startswith(down if first_replica_down else live.url)
+    reporter.step(0, {"val_accuracy": 0.4})
+    reporter.final({"val_accuracy": 0.5})
+    done = sqlite_store.get_trial(trial.id)
+    assert done.state is TrialState.COMPLETED and done.reward == 0.5
+    assert [point.step for point in sqlite_store.trial_metrics(trial.id)] == [0]
+    assert reporter.url.startswith(live.url)

@@ -52,7 +52,7 @@ def _submit(store: Store, settings: Settings, **spec: object) -> int:
     return submit_job(store, JobSpec.model_validate(job), settings).id
 
 
-def _drive(loop: JobLoop, job_id: int, seconds: float = 600, until: object = None) -> None:
+def _drive(loop: JobLoop, job_id: int, seconds: float = 500, until: object = None) -> None:
     deadline = time.monotonic() + seconds
     while not loop.store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline, f"job {job_id} did not finish in {seconds} s"

@@ -74,6 +74,7 @@ from l2l.store import (
 from l2l.store.records import FinalModelRecord, JobRecord, TrialRecord
 from l2l.store.states import JobState, TrialState
 from l2l.worker.executor import Executor, Outcome, ResourceUnavailable, TrialTask
+from l2l.worker.packing import packed_resources, predict_task_memory
 from search_spaces import get_space
 
 log = logging.getLogger(__name__)
@@ -176,11 +177,16 @@ class JobLoop:
         self._next_beat = 0.0
         #: Passes that failed (the database, mostly) and were retried after a backoff.
         self.failed_passes = 0
+        # Trials told while their worker still runs (it reported, and is returning): each
+        # holds its slot until the worker ends, so the next trial finds that worker warm.
+        self._told_running: set[int] = set()
+        self._packed: set[int] = set()  # trials running on a share of a GPU
+        self._alone: set[int] = set()  # trials that ran out of memory packed: whole GPUs from now on
 
     # ------------------------------------------------------------------ driving
 
     def run(self, stop: threading.Event) -> None:
-        """Run passes until ``stop`` is set, sleeping a little whenever a pass did nothing.
+        """Run passes until ``stop`` is set; after a pass that did nothing, wait for news.
 
         Never raises for a job's or the database's sake: a failed pass is logged, waited
         out with a bounded exponential backoff, and followed by a reload of every job.
@@ -195,6 +201,9 @@ class JobLoop:
             while not stop.is_set():
                 try:
                     self.beat()
+                    # Read before the pass: whatever happens during it changes the marker, so the
+                    # wait below cannot sleep through news the pass read too early to see.
+                    marker = self.store.change_marker()
                     busy = self.step()
                     backoff.reset()
                 except Exception as error:  # noqa: BLE001  the loop must outlive any one failure
@@ -212,10 +221,32 @@ class JobLoop:
                     stop.wait(delay)
                     continue
                 if not busy:
-                    stop.wait(controller.poll_seconds)
+                    self._wait_for_news(stop, marker)
         finally:
             self.close()
         log.info("controller %s stopped", self.owner)
+
+    def _wait_for_news(self, stop: threading.Event, marker: tuple[Any, ...]) -> None:
+        """Return when a worker ends, the database changes (a job submitted, paused or
+        cancelled, a report stored), ``stop`` is set, or ``poll_seconds`` pass."""
+        controller = self.settings.controller
+        deadline = time.monotonic() + controller.poll_seconds
+        wait = getattr(self.executor, "wait", None)
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            slice_seconds = min(controller.wake_seconds, left)
+            if wait is not None:
+                if wait(slice_seconds):
+                    return
+            elif stop.wait(slice_seconds):
+                return
+            try:
+                if self.store.change_marker() != marker:
+                    return
+            except StorageError:
+                return  # the next pass meets the database's trouble, and backs off
 
     def close(self) -> None:
         """Release every job's lease (so another controller takes it at once) and the heartbeat row."""
@@ -474,6 +505,7 @@ class JobLoop:
         # since the results were told above still holds its place, so no proposal is made
         # on results the strategy has not seen (and a run of failures stops the job on time).
         _, in_flight = self.store.list_trials(job.id, states=UNTOLD_STATES, told=False, limit=0)
+        in_flight += sum(1 for trial_id in self._told_running if self._trial_jobs.get(trial_id) == job.id)
         while in_flight < budget["concurrency"]:
             # a promotion first (ASHA's rule): it costs a few epochs of a configuration known good
             if self._promote(job):
@@ -498,6 +530,8 @@ class JobLoop:
             final = self._final_model(job)
             if final is not None and not final.state.is_finished():
                 return busy  # the job ends when its final model does
+            if final is not None and self._trial_jobs.get(final.trial_id) == job.id:
+                return busy  # it uploaded, and its worker is returning: let it, to stay warm
             if job.placement is not None and counts[TrialState.COMPLETED] == 0:
                 failed, _ = self.store.list_trials(job.id, states={TrialState.FAILED}, limit=1)
                 error = failed[0].error if failed else job.last_error
@@ -585,8 +619,10 @@ class JobLoop:
             elif not result.failed:  # a continuation: the configuration was told before
                 job.strategy.observe(trial.params, result)
             self.store.mark_told(trial.id, self.owner, job.strategy.get_state())
-            self._trial_jobs.pop(trial.id, None)
-            self._attempts.pop(trial.id, None)
+            if trial.id in self._trial_jobs:
+                # Told, but its worker is still returning: it keeps its slot (and its time limit)
+                # until it ends, so the next trial finds that worker warm.
+                self._told_running.add(trial.id)
             if trial.state is TrialState.COMPLETED:
                 job.consecutive_failures = 0
                 continue
@@ -652,7 +688,7 @@ class JobLoop:
             job_id=job.id,
             attempt=attempt,
             token=token,
-            report_url=self.settings.report_url,
+            report_url=self.settings.worker_report_url,
             dataset=spec.get("dataset", {}),
             space=job.space,
             params=params,
@@ -663,11 +699,31 @@ class JobLoop:
             placement=job.placement,
             hardware=spec.get("hardware"),
             **self._checkpoints(job, line),
+            backend=spec.get("backend") or self.settings.worker.backend,
         )
         self._trial_jobs[trial_id] = job.id
         limit = self._time_limit(job)
         self._attempts[trial_id] = _Attempt(attempt, time.monotonic() + limit, limit, final)
-        self.executor.submit(task, spec["budget"]["resources"])
+        self.executor.submit(task, self._resources(job, trial_id, params, final))
+
+    def _resources(self, job: _ActiveJob, trial_id: int, params: dict, final: bool) -> dict[str, float]:
+        """The trial's Ray resources: the budget's, or with ``budget.pack_gpus`` the share of a
+        GPU its predicted memory needs (a final model, or a trial that ran out of memory
+        packed, gets the whole GPU)."""
+        budget = job.record.spec["budget"]
+        resources: dict[str, float] = dict(budget["resources"])
+        self._packed.discard(trial_id)
+        if final or not budget.get("pack_gpus") or resources.get("GPU") != 1 or trial_id in self._alone:
+            return resources
+        try:
+            needed = predict_task_memory(job.space, params, job.record.spec["dataset"]).total_bytes
+        except Exception:  # no prediction: the whole GPU is always safe
+            log.warning("trial %s: no memory prediction; it gets a whole GPU", trial_id, exc_info=True)
+            return resources
+        packed = packed_resources(resources, needed, int(self.settings.worker.gpu_memory_gb * 2**30))
+        if packed["GPU"] < 1:
+            self._packed.add(trial_id)
+        return packed
 
     def _time_limit(self, job: _ActiveJob) -> float:
         """Seconds one attempt of the job's trials may run: the job's own limit or the default."""
@@ -697,7 +753,14 @@ class JobLoop:
         return bool(overdue)
 
     def _handle_outcome(self, outcome: Outcome) -> None:
-        job_id = self._trial_jobs.get(outcome.trial_id)
+        if outcome.worker:
+            log.info(
+                "trial %s attempt %s ran on node %s (worker pid %s, its trial %s)",
+                outcome.trial_id, outcome.attempt, outcome.worker.get("node_id"),
+                outcome.worker.get("pid"), outcome.worker.get("trials"),
+            )  # fmt: skip
+        job_id = self._trial_jobs.pop(outcome.trial_id, None)
+        self._told_running.discard(outcome.trial_id)
         job = self._jobs.get(job_id) if job_id is not None else None
         if job is None:
             return  # a worker of a job this controller no longer drives
@@ -706,12 +769,21 @@ class JobLoop:
             return
         trial = self.store.get_trial(outcome.trial_id)
         if trial.state.is_finished():
+            self._attempts.pop(trial.id, None)
             return  # the worker reported; the next pass tells the strategy
         if outcome.attempt is not None and outcome.attempt != trial.attempts:
             return  # an earlier attempt's worker; the current attempt decides
         if outcome.attempt == trial.attempts:
             self._attempts.pop(trial.id, None)
         error = outcome.error or "the worker ended without a final report"
+        if outcome.out_of_memory and trial.id in self._packed:
+            # Packing guessed wrong, not the trial: it runs again on a GPU of its own,
+            # whatever its retries so far.
+            log.warning("trial %s ran out of memory on a shared GPU; retrying it alone", trial.id)
+            self._alone.add(trial.id)
+            self.store.note_trial_error(trial.id, error)
+            self._launch(job, trial)
+            return
         if outcome.retryable and trial.attempts <= self.settings.controller.max_retries:
             log.warning(
                 "%s trial %s attempt %s failed, retrying: %s", outcome.kind, trial.id, trial.attempts, error
@@ -765,7 +837,8 @@ class JobLoop:
         """Cancel the workers of the job's trials in flight; returns those trials' ids."""
         in_flight = [trial_id for trial_id, job_id in self._trial_jobs.items() if job_id == job.id]
         for trial_id in in_flight:
-            self.executor.cancel(trial_id)
+            if trial_id not in self._told_running:  # those reported, and their workers stay warm
+                self.executor.cancel(trial_id)
         return in_flight
 
     def _forget(self, job: _ActiveJob) -> None:
@@ -774,6 +847,7 @@ class JobLoop:
             if job_id == job.id:
                 del self._trial_jobs[trial_id]
                 self._attempts.pop(trial_id, None)
+                self._told_running.discard(trial_id)
 
 
 def _missing_objective_metric(spec: dict[str, Any], failed: list[TrialRecord]) -> str | None:

@@ -21,6 +21,12 @@ class ApiSettings(BaseModel):
     workers: int = Field(default=1, ge=1)
     #: The address workers use to report back; defaults to http://host:port.
     public_url: str | None = None
+    #: Several API replicas' addresses for workers to report to (JSON list in the environment,
+    #: e.g. L2L_API__REPORT_URLS='["http://a:8000", "http://b:8000"]'): each trial picks one and
+    #: moves to the next if it does not answer. Empty: the one address above.
+    report_urls: list[str] = Field(default_factory=list)
+    #: Log every request (uvicorn's access log) in ``l2l serve``.
+    access_log: bool = False
     #: Upper bounds a job may ask for; larger budgets are refused with a 422.
     max_trials_per_job: int = 10_000
     max_concurrency: int = 256
@@ -39,8 +45,12 @@ class LimitSettings(BaseModel):
 
 
 class ControllerSettings(BaseModel):
-    #: Seconds between passes of the job loop when nothing happened.
-    poll_seconds: float = 0.25
+    #: The longest an idle job loop waits before a full pass (lease renewals, jobs whose
+    #: controller died); it wakes sooner on news: a worker ended, or the database changed.
+    poll_seconds: float = 1.0
+    #: How often an idle loop checks the database for news (a job submitted, paused or
+    #: cancelled, a report stored); a worker ending wakes it at once.
+    wake_seconds: float = 0.05
     #: A running job whose controller has not renewed its lease for this long is taken over.
     lease_seconds: float = 30.0
     #: How often a trial that failed for a retryable reason is tried again.
@@ -64,6 +74,19 @@ class ControllerSettings(BaseModel):
     restart_max_seconds: float = Field(default=30.0, gt=0)
     #: Seconds ``l2l serve`` gives the controller to stop (release leases, stop Ray) before killing it.
     stop_grace_seconds: float = Field(default=10.0, gt=0)
+
+
+class WorkerSettings(BaseModel):
+    """The long-lived worker processes that train trial after trial."""
+
+    #: The Keras backend of jobs that name none: "tensorflow" or "jax".
+    backend: str = "tensorflow"
+    #: A worker whose resident memory has grown past this after a trial is replaced.
+    max_rss_mb: float = 4096.0
+    #: A worker with no trial for this long is stopped, giving its CPUs/GPUs back to the cluster.
+    idle_seconds: float = 60.0
+    #: Memory of one GPU, for packing several trials on it (80 for an H100, 141 for an H200).
+    gpu_memory_gb: float = 80.0
 
 
 class RaySettings(BaseModel):
@@ -111,6 +134,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
 
@@ -123,6 +147,11 @@ class Settings(BaseSettings):
     @property
     def report_url(self) -> str:
         return (self.api.public_url or f"http://{self.api.host}:{self.api.port}").rstrip("/")
+
+    @property
+    def worker_report_url(self) -> str:
+        """What a trial's task carries: the report address, or several separated by commas."""
+        return ",".join(url.rstrip("/") for url in self.api.report_urls) or self.report_url
 
 
 @lru_cache

@@ -196,3 +196,25 @@ def test_migration_0007_numbers_stored_trials_from_one_and_back(store: Store) ->
     assert numbers() == [1, 2, 3]
     migrate(command.upgrade, "head")
     assert store.get_job(job.id).chance is None  # the column is back, empty until a controller starts it
+
+
+def test_the_change_marker_moves_on_what_wakes_a_job_loop(store: Store) -> None:
+    before = store.change_marker()
+    assert store.change_marker() == before  # nothing happened: an idle loop sleeps on
+    job = store.create_job("job", SPEC)
+    submitted = store.change_marker()
+    assert submitted != before
+    store.claim_job("a", lease_seconds=60)
+    claimed = store.change_marker()
+    assert claimed != submitted
+    trial = store.add_trial(job.id, "a", proposal_id=0, params={"x": 1}, strategy_state={})
+    store.set_trial_state(trial.id, TrialState.RUNNING, token_hash="h")
+    assert store.change_marker() == claimed  # the loop's own launches are no news to it
+    store.add_metrics(trial.id, 0, {"val_accuracy": 0.5})
+    reported = store.change_marker()
+    assert reported != claimed
+    store.set_trial_state(trial.id, TrialState.COMPLETED, reward=0.6, metrics={"val_accuracy": 0.6})
+    ended = store.change_marker()
+    assert ended != reported
+    store.change_job_state(job.id, None, "pause")
+    assert store.change_marker() != ended

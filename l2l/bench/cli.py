@@ -132,6 +132,31 @@ def add_bench_parser(commands: Any) -> None:
         help="an admin URL; a fresh database is made beside it and dropped after",
     )
     reports.add_argument("--out", help="append the results (JSON) to this file")
+    overhead = which.add_parser(
+        "overhead",
+        help="a trial's cost beyond training: l2l vs Ray Tune (with and without actor reuse) vs a plain loop",
+    )
+    overhead.add_argument("--trials", type=int, default=20)
+    overhead.add_argument("--concurrency", type=int, default=2)
+    overhead.add_argument("--epochs", type=int, default=2)
+    overhead.add_argument("--repeats", type=int, default=3)
+    overhead.add_argument("--noop-trials", type=int, default=200, help="tabular no-op trials (0: skip)")
+    overhead.add_argument(
+        "--contender", action="append", choices=["l2l", "tune_reuse", "tune_no_reuse", "plain", "none"],
+        help="run only these (repeat; default all; 'none' with --noop-trials for the no-op part alone)",
+    )  # fmt: skip
+    overhead.add_argument(
+        "--no-reuse-trials", type=int, help="trials of Ray Tune without actor reuse (default --trials)"
+    )
+    overhead.add_argument("--out", help="results JSON file")
+    from l2l.bench.gpu_packing import add_arguments as add_gpu_packing_arguments
+
+    add_gpu_packing_arguments(
+        which.add_parser(
+            "gpu-packing",
+            help="nb201_cell trials on one GPU under JAX: one at a time vs packed side by side",
+        )
+    )
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
     plot.add_argument("--out", required=True, help="the PNG to write")
@@ -155,6 +180,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.bench_command == "lcbench":
         return _run_lcbench(args)
+    if args.bench_command == "gpu-packing":
+        from l2l.bench.gpu_packing import run as run_gpu_packing
+
+        return run_gpu_packing(args)
+    if args.bench_command == "overhead":
+        return _run_overhead(args)
     if args.bench_command == "match":
         return _print_matches_of_files(args.results)
     if args.bench_command == "plot":
@@ -344,3 +375,32 @@ def _run_placement(args: argparse.Namespace) -> int:
         out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     print(format_table(document))
     return 0
+
+
+def _run_overhead(args: argparse.Namespace) -> int:
+    from l2l.bench.overhead import CONTENDERS, format_report, run_overhead
+
+    if args.trials <= args.concurrency:
+        print("l2l: --trials must be more than --concurrency (the first trials warm up)", file=sys.stderr)
+        return 2
+    document = run_overhead(
+        trials=args.trials,
+        concurrency=args.concurrency,
+        epochs=args.epochs,
+        repeats=args.repeats,
+        noop_trials=args.noop_trials,
+        contenders=tuple(name for name in args.contender or CONTENDERS if name != "none"),
+        no_reuse_trials=args.no_reuse_trials,
+        log=lambda line: print(line, flush=True),
+        checkpoint=lambda document: _write_json(args.out, document),
+    )
+    _write_json(args.out, document)
+    print(format_report(document))
+    return 0
+
+
+def _write_json(path: str | None, document: dict[str, Any]) -> None:
+    if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -155,8 +155,9 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
         factory=True,
         host=host,
         port=port,
-        log_level="warning",
-        access_log=False,  # a line per worker report would cost more than the report
+        # Off by default: a line per worker report would cost more than the report.
+        log_level="info" if settings.api.access_log else "warning",
+        access_log=settings.api.access_log,
         workers=settings.api.workers,
         timeout_graceful_shutdown=5,
     )
@@ -251,7 +252,12 @@ def _controller() -> int:
     settings = get_settings()
     store = _store()
     store.migrate()
-    executor = RayExecutor(settings.ray.address, settings.ray.num_cpus)
+    executor = RayExecutor(
+        settings.ray.address,
+        settings.ray.num_cpus,
+        max_rss_mb=settings.worker.max_rss_mb,
+        idle_seconds=settings.worker.idle_seconds,
+    )
     stop_on_signal()  # ray.init put in its own SIGTERM handler (sys.exit), which would skip the release
     try:
         if settings.serve.enabled and not stop.is_set():

@@ -82,11 +82,23 @@ class Budget(BaseModel):
         description="Stop an attempt of a trial (or of the final model) that runs longer than this; "
         "it is retried like a crash, and timed out once no retry is left. Default: the service's.",
     )
+    pack_gpus: bool = Field(
+        default=False,
+        description='With resources {"GPU": 1}: each trial asks for the share of a GPU its model\'s '
+        "predicted memory needs, so several trials train on one GPU; one that runs out of memory "
+        "is retried on a GPU of its own.",
+    )
 
     @field_validator("resources")
     @classmethod
     def _positive(cls, resources: dict[str, float]) -> dict[str, float]:
         return _positive_resources(resources)
+
+    @model_validator(mode="after")
+    def _packs_whole_gpus(self) -> Budget:
+        if self.pack_gpus and self.resources.get("GPU") != 1:
+            raise ValueError('pack_gpus shares whole GPUs between trials: set resources to {"GPU": 1}')
+        return self
 
 
 class StrategyChoice(BaseModel):
@@ -245,6 +257,11 @@ class JobSpec(BaseModel):
         'simulated step time as the metric "step_time" (use it as the objective\'s cost).',
     )
     seed: int | None = Field(default=None, description="Makes proposals and data splits repeatable.")
+    backend: Literal["tensorflow", "jax"] | None = Field(
+        default=None,
+        description="The Keras backend trials train under (default: the service's, "
+        "L2L_WORKER__BACKEND, normally tensorflow).",
+    )
     objective: Objective | None = Field(default=None, description="Defaults to val_accuracy (max).")
     warm_start: WarmStart | None = Field(
         default=None, description='Learn from an earlier job: {"job_id": N}; see WarmStart.'
@@ -285,6 +302,7 @@ class JobSpec(BaseModel):
                 "warm_start",
                 "hardware",
                 "early_stopping",
+                "backend",
             )
             if getattr(self, name) is not None
         ]
@@ -416,6 +434,7 @@ def validate_job(spec: JobSpec, settings: Settings, rows: int | None = None) -> 
         **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
         **({"hardware": hardware} if hardware else {}),
         **({"early_stopping": early_stopping} if early_stopping else {}),
+        **({"backend": spec.backend} if spec.backend else {}),
     }
 
 

@@ -442,6 +442,21 @@ class Store(ControllerHeartbeats):
                 counts[TrialState(state)] = count
             return counts
 
+    def change_marker(self) -> tuple[Any, ...]:
+        """A cheap summary that differs whenever something a job loop waits for happened.
+
+        It changes when a job is submitted or changes state (paused, resumed, cancelled,
+        finished), when a trial ends (a final report, a failure, a cancel) and when an
+        intermediate report is stored; an idle loop compares it to wake at once instead of
+        sleeping a whole pass. Only equality between two markers means anything.
+        """
+        ended = [state.value for state in TrialState if state.is_finished()]
+        with self._session(write=False) as session:
+            jobs = sorted(session.execute(select(JobRow.state, func.count()).group_by(JobRow.state)).all())
+            trials_ended = session.scalar(select(func.count()).where(TrialRow.state.in_(ended)))
+            last_report = session.scalar(select(func.max(MetricRow.id)))
+        return (tuple(tuple(row) for row in jobs), trials_ended, last_report)
+
     def change_job_state(self, job_id: int, team_id: int | None, action: str) -> JobRecord:
         """A team's cancel, pause or resume. Cancelling ends every unfinished trial at once.
 

@@ -36,6 +36,7 @@ class TrialTask:
     attempt: int
     #: The bearer token for this attempt's reports; only its hash is stored.
     token: str
+    #: The service's address; several API replicas' separated by commas (the worker picks one).
     report_url: str
     dataset: dict[str, Any]
     space: dict[str, Any]
@@ -61,6 +62,8 @@ class TrialTask:
     checkpoint_dir: str | None = None
     #: A promoted trial's continuation: load the checkpoint of this epoch and train on from it.
     start_epoch: int = 0
+    #: The Keras backend the worker runs ("tensorflow" or "jax"); None: TensorFlow.
+    backend: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +85,10 @@ class Outcome:
     kind: str = "search"
     #: The job loop stopped the worker at its time limit.
     timed_out: bool = False
+    #: The error says the worker ran out of memory (a packed trial is then retried alone).
+    out_of_memory: bool = False
+    #: Where it ran, if the executor can tell: ``node_id``, ``pid``, ``rss_mb``, ``trials``, ...
+    worker: dict[str, Any] | None = None
 
 
 class Executor(Protocol):
@@ -93,6 +100,12 @@ class Executor(Protocol):
 
     def poll(self) -> list[Outcome]:
         """Workers that ended since the last call."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a worker ends (True) or ``timeout`` seconds pass (False).
+
+        Optional: the job loop sleeps ``timeout`` in slices for an executor without it.
+        """
 
     def cancel(self, trial_id: int) -> None:
         """Stop a running trial's worker, if it still runs."""

@@ -9,6 +9,7 @@ harness, :mod:`l2l.bench.nb201`); a trial that trains blocks the job loop while 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,13 @@ class InlineExecutor:
     def poll(self) -> list[Outcome]:
         ended, self._ended = self._ended, []
         return ended
+
+    def wait(self, timeout: float) -> bool:
+        # Trials end inside submit(); an ended one not yet polled is news at once.
+        if self._ended:
+            return True
+        time.sleep(timeout)
+        return False
 
     def cancel(self, trial_id: int) -> None:
         pass  # nothing runs between calls

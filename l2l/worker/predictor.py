@@ -73,7 +73,9 @@ def start_predictor(host: str, port: int, idle_seconds: float) -> None:
             "downscale_delay_s": idle_seconds,
             "downscale_to_zero_delay_s": idle_seconds,
         },
-        ray_actor_options={"num_cpus": 0.5},
+        # No CPU reserved: idle warm trial workers may hold every CPU of the cluster, and a
+        # prediction must not wait for them to be let go (they stop after worker.idle_seconds).
+        ray_actor_options={"num_cpus": 0},
     )
     serve.run(deployment.bind(), name=APP_NAME, route_prefix=ROUTE, blocking=False)
 

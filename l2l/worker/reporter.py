@@ -17,10 +17,22 @@ class ReportRejected(Exception):
 
 
 class Reporter:
+    """Sends one trial's reports. ``base_url`` may list several API replicas separated by
+    commas: the trial starts with the one its id picks (so trials spread over them) and
+    moves to the next whenever one does not answer."""
+
     def __init__(self, base_url: str, trial_id: int, token: str, attempts: int = 5) -> None:
-        self.url = f"{base_url.rstrip('/')}/trials/{trial_id}/report"
+        bases = [url.strip().rstrip("/") for url in base_url.split(",") if url.strip()]
+        start = trial_id % len(bases)
+        self.bases = bases[start:] + bases[:start]
+        self.trial_id = trial_id
         self.headers = {"Authorization": f"Bearer {token}"}
         self.attempts = attempts
+
+    @property
+    def url(self) -> str:
+        """The report address on the replica in use."""
+        return f"{self.bases[0]}/trials/{self.trial_id}/report"
 
     def step(self, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
         return self._send({"step": step, "metrics": _clean(metrics), "final": False})
@@ -32,9 +44,9 @@ class Reporter:
         self, job_id: int, metrics: Mapping[str, Any], files: Mapping[str, Path]
     ) -> dict[str, Any]:
         """Upload a job's final model files with its test metrics (the final model's token)."""
-        url = self.url.rsplit("/trials/", 1)[0] + f"/jobs/{job_id}/model/report"
 
         def send() -> httpx.Response:
+            url = f"{self.bases[0]}/jobs/{job_id}/model/report"
             handles = {name: (path.name, path.read_bytes()) for name, path in files.items()}
             data = {"metrics": json.dumps(_clean(metrics))}
             return httpx.post(url, data=data, files=handles, headers=self.headers, timeout=120)
@@ -43,11 +55,17 @@ class Reporter:
 
     def placement(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """Upload a placement trial's result document (before its final report)."""
-        url = self.url.removesuffix("/report") + "/placement"
-        return self._retry(lambda: httpx.post(url, json=document, headers=self.headers, timeout=120))
+        return self._retry(
+            lambda: httpx.post(
+                self.url.removesuffix("/report") + "/placement",
+                json=document,
+                headers=self.headers,
+                timeout=120,
+            )
+        )
 
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._retry(lambda: httpx.post(self.url, json=body, headers=self.headers, timeout=30))
+        return self._retry(lambda: _client().post(self.url, json=body, headers=self.headers, timeout=30))
 
     def _retry(self, send: Callable[[], httpx.Response]) -> dict[str, Any]:
         delay = 0.5
@@ -57,6 +75,9 @@ class Reporter:
             except httpx.TransportError:
                 if attempt == self.attempts - 1:
                     raise
+                self.bases.append(self.bases.pop(0))  # that replica is down: try the next one
+                if attempt < len(self.bases) - 1:
+                    continue  # another replica may answer at once
             else:
                 if response.status_code < 400:
                     result: dict[str, Any] = response.json()
@@ -69,6 +90,17 @@ class Reporter:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+
+_CLIENT: httpx.Client | None = None
+
+
+def _client() -> httpx.Client:
+    """One HTTP client per worker process: a warm worker's reports reuse its connections."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = httpx.Client()
+    return _CLIENT
 
 
 def _clean(metrics: Mapping[str, Any]) -> dict[str, float | None]:

@@ -11,12 +11,14 @@ torch (a GPU machine may have JAX and no TensorFlow).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -76,10 +78,7 @@ def run_trial(
     _limit_threads(cpus)
     import keras
 
-    from l2l.service.datasets import load_dataset
-
-    # The dataset's own split seed, not the job's: one split for every trial and the final model.
-    data = load_dataset(task.dataset, seed=task.dataset.get("split_seed", 0))
+    data = cached_dataset(task.dataset)
     # Same data split for every trial of a job; different initial weights per trial.
     keras.utils.set_random_seed((task.seed * 100_003 + task.trial_id) % 2**31)
     try:
@@ -117,6 +116,46 @@ def run_trial(
         metrics["step_time"] = placed_step_time(model, batch_size, task.hardware)
     reporter.final(metrics)
     return metrics
+
+
+#: Datasets this process has loaded, most recently used last; a warm worker keeps its job's.
+_DATASETS: OrderedDict[str, Any] = OrderedDict()
+#: Datasets one process keeps loaded (a worker usually serves one job, so one dataset).
+MAX_CACHED_DATASETS = 2
+#: How many times this process has read a dataset from its source (a cache miss); tests count it.
+dataset_loads = 0
+
+
+def cached_dataset(spec: Mapping[str, Any]) -> Any:
+    """The dataset ``spec`` names, split by its own split seed, loaded once per process.
+
+    The same split for every trial and the final model (the dataset's seed, not the job's).
+    A file-backed dataset is keyed by its path, size and modification time too, so a file
+    replaced under the same name is read again. Callers must not modify the arrays.
+    """
+    global dataset_loads
+    from l2l.service.datasets import load_dataset
+
+    key = _dataset_key(spec)
+    if key in _DATASETS:
+        _DATASETS.move_to_end(key)
+        return _DATASETS[key]
+    data = load_dataset(dict(spec), seed=spec.get("split_seed", 0))
+    dataset_loads += 1
+    _DATASETS[key] = data
+    while len(_DATASETS) > MAX_CACHED_DATASETS:
+        _DATASETS.popitem(last=False)
+    return data
+
+
+def _dataset_key(spec: Mapping[str, Any]) -> str:
+    stamp: list[int] = []
+    path = spec.get("path")
+    if isinstance(path, str):
+        with contextlib.suppress(OSError):
+            stat = os.stat(path)
+            stamp = [stat.st_size, stat.st_mtime_ns]
+    return json.dumps([dict(spec), stamp], sort_keys=True, default=str)
 
 
 def _train_final_model(task: TrialTask, model: Any, data: Any, batch_size: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ wide integer ranges are discretised into ``levels`` points, log-spaced when
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -293,12 +292,11 @@ class SearchSpace:
 
 
 def _load_reference(reference: str, what: str) -> Any:
-    """The object ``"module:name"`` names; SpaceError saying which ``what`` if it cannot be loaded."""
-    module_name, _, name = reference.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as error:
-        raise SpaceError(f"cannot load {what} {reference!r}: {error}") from error
+    """The object ``"module:name"`` names, if an admin registered it (see :mod:`search_spaces.registry`);
+    SpaceError saying which ``what`` otherwise."""
+    from search_spaces import registry  # registry imports this module
+
+    return registry.load(reference, what)
 
 
 def decision_from_dict(data: Mapping[str, Any]) -> Decision:

@@ -84,7 +84,7 @@ def test_csv_upload_infers_types_and_a_job_can_use_it(client: TestClient, settin
         ("fruit.csv", _csv(), {}, 422, "needs 'target'"),
         ("fruit.csv", _csv(rows=5), {"target": "label"}, 422, "at least 10"),
         ("fruit.csv", _csv(classes=1), {"target": "label"}, 422, "single value"),
-        ("fruit.csv", b"a,b\n\xff\xfe,\x00\n", {"target": "b"}, 422, "cannot read"),
+        ("fruit.csv", b"a,b\n\xff\xfe,\x00\n", {"target": "b"}, 422, "not UTF-8 text (line 2)"),
         ("notes.txt", b"hello", {}, 422, "upload a .csv"),
         ("big.csv", b"x,label\n" + b"1,2\n" * 20_000, {"target": "label"}, 413, "0.05 MB"),
         ("data.npz", b"not a zip", {}, 422, "cannot read the .npz"),

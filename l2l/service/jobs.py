@@ -94,9 +94,10 @@ def authenticate(store: Store, key: str | None) -> TeamRecord:
 
 def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
     """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
+    uploaded = None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
-        spec = spec.model_copy(update={"dataset": _uploaded_dataset(store, spec.dataset, team)})
-    normalised = validate_job(spec, settings)
+        uploaded = _uploaded_dataset(store, spec.dataset, team)
+    normalised = validate_job(spec, settings, uploaded)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
     if "warm_start" in normalised:
@@ -174,10 +175,13 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
     extra = sorted(set(given) - {"id"})
     if extra:
         raise InvalidJob(f"dataset: an uploaded dataset is named by its id alone; remove {extra}")
+    dataset_id = given["id"]
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 0 < dataset_id < 2**63:
+        raise InvalidJob("dataset: an uploaded dataset's id is a positive whole number; see GET /datasets")
     try:
-        dataset = store.get_dataset(int(given["id"]), team.id if team else None)
-    except (NotFound, TypeError, ValueError):
-        raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
+        dataset = store.get_dataset(dataset_id, team.id if team else None)
+    except NotFound:
+        raise InvalidJob(f"dataset: no uploaded dataset {dataset_id} of this team; see GET /datasets") from None
     return {**dataset.spec, "dataset_id": dataset.id}
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 import controller
 import search_spaces
 from controller.placement import check_placement_options
-from l2l.placement.benchmarks import BENCHMARK_GRAPHS
+from l2l.placement.benchmarks import BENCHMARK_GRAPHS, check_benchmark_options
 from l2l.placement.cluster import PRESETS, ClusterError, get_cluster
 from l2l.rewards import DEFAULT_OBJECTIVES, PLACEMENT_OBJECTIVE
 from l2l.service import datasets
@@ -202,13 +202,14 @@ class JobSpec(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     dataset: str | dict[str, Any] | None = Field(
         default=None,
-        description='A search\'s data: "digits", "breast_cancer", "wine", {"id": N} (an upload), or '
-        '{"name": "csv", "path": ..., "target": ...}.',
+        description='A search\'s data: "digits", "breast_cancer", "wine", or {"id": N}, a dataset of '
+        "this team (POST /datasets, or one an admin added). A job never names a file.",
     )
     space: str | dict[str, Any] | None = Field(
         default=None,
         description='A search\'s space: "mlp", "nb201_cell", {"name": "nb201_cell", "settings": {...}}, '
-        'a custom description with "template" and "decisions", or {"keras_tuner": "module:build"}.',
+        'a custom description with "template" and "decisions", or {"keras_tuner": NAME}, a build(hp) '
+        "function an admin registered (the 422 lists them).",
     )
     strategy: str | StrategyChoice = Field(default="reinforce")
     budget: Budget | None = Field(default=None, description="A search's budget (required for a search).")
@@ -280,8 +281,13 @@ def check_cluster(given: str | Mapping[str, Any], where: str) -> str | dict[str,
     return described
 
 
-def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
-    """Check a submitted job against our registries and limits; return its normalised form."""
+def validate_job(spec: JobSpec, settings: Settings, uploaded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check a submitted job against our registries and limits; return its normalised form.
+
+    ``uploaded`` is the stored spec of the dataset a job names as ``{"id": N}``, which the
+    service layer looked up for the team (this module has no database); any other dataset
+    must be a built-in: a job never names a file.
+    """
     if spec.kind == "placement":
         return _validate_placement(spec, settings)
     assert spec.dataset is not None and spec.space is not None and spec.budget is not None
@@ -294,8 +300,14 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     if budget.epochs > limits.max_epochs:
         raise InvalidJob(f"budget.epochs is {budget.epochs}; at most {limits.max_epochs}")
 
+    _check_resources(budget.resources, settings)
     try:
-        dataset = datasets.check_dataset_spec(spec.dataset)
+        if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
+            if uploaded is None:
+                raise datasets.DatasetError('an uploaded dataset {"id": N} must be looked up for its team')
+            dataset = datasets.check_dataset_spec(uploaded)
+        else:
+            dataset = datasets.check_team_dataset(spec.dataset)
     except datasets.DatasetError as error:
         raise InvalidJob(f"dataset: {error}") from error
     try:
@@ -336,6 +348,13 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _check_resources(resources: Mapping[str, float], settings: Settings) -> None:
+    floor = settings.security.min_cpu_per_trial
+    cpu = resources.get("CPU")
+    if cpu is not None and cpu < floor:
+        raise InvalidJob(f"budget.resources.CPU is {cpu:g}; a trial needs at least {floor:g} CPU")
+
+
 def _validate_hardware(
     spec: JobSpec, space: Mapping[str, Any], objective: Mapping[str, Any]
 ) -> dict[str, Any] | None:
@@ -369,6 +388,12 @@ def _validate_placement(spec: JobSpec, settings: Settings) -> dict[str, Any]:
             f"choose one of {', '.join(BENCHMARK_GRAPHS)}"
         )
     graph = source.model_dump(exclude_none=True)
+    if source.benchmark is not None:
+        try:
+            check_benchmark_options(source.benchmark, source.options or {})
+        except ValueError as error:
+            raise InvalidJob(f"placement.graph.options: {error}") from None
+    _check_resources(placement.resources, settings)
     batch_size = placement.batch_size
     if source.benchmark is not None:
         graph["options"] = dict(source.options or {})

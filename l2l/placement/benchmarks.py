@@ -63,15 +63,17 @@ def check_benchmark_options(name: str, options: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARK_GRAPHS)}")
     unknown = sorted(set(options) - set(_DEFAULTS[name]))
     if unknown:
-        raise ValueError(f"{name} has no size {', '.join(map(repr, unknown[:10]))}; it takes {', '.join(_DEFAULTS[name])}")
+        named = ", ".join(map(repr, unknown[:10]))
+        raise ValueError(f"{name} has no size {named}; it takes {', '.join(_DEFAULTS[name])}")
     for key, value in options.items():
         default = _DEFAULTS[name][key]
         if isinstance(default, str):
             if not isinstance(value, str) or len(value) > 40:
                 raise ValueError(f"{key} must be a short name like {default!r}")
-        elif value is not None or default is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
-                raise ValueError(f"{key} must be a whole number from 1 to {MAX_SIZE}")
+        elif (value is not None or default is not None) and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE
+        ):
+            raise ValueError(f"{key} must be a whole number from 1 to {MAX_SIZE}")
 
 
 def benchmark_graph(name: str, *, cache_dir: str | Path | None = None, **overrides: Any) -> OpGraph:

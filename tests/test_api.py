@@ -105,13 +105,15 @@ def test_a_csv_is_used_through_its_upload_never_by_its_path(client: TestClient, 
     csv_file.write_text(content)
 
     def upload(target: str) -> httpx.Response:
-        return client.post("/datasets", files={"file": ("data.csv", content.encode())}, data={"target": target})
+        files = {"file": ("data.csv", content.encode())}
+        return client.post("/datasets", files=files, data={"target": target})
 
     bad = upload("y")
     assert bad.status_code == 422 and "'y'" in bad.json()["detail"] and "label" in bad.json()["detail"]
     ok = client.post("/jobs", json={**JOB, "dataset": {"id": upload("label").json()["id"]}})
     assert ok.status_code == 201, ok.text
-    by_path = client.post("/jobs", json={**JOB, "dataset": {"name": "csv", "path": str(csv_file), "target": "label"}})
+    path_spec = {"name": "csv", "path": str(csv_file), "target": "label"}
+    by_path = client.post("/jobs", json={**JOB, "dataset": path_spec})
     assert by_path.status_code == 422 and "cannot name a file" in str(by_path.json()["detail"])
     assert client.get("/jobs").json()["total"] == 1
 

@@ -181,7 +181,7 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
     try:
         dataset = store.get_dataset(dataset_id, team.id if team else None)
     except NotFound:
-        raise InvalidJob(f"dataset: no uploaded dataset {dataset_id} of this team; see GET /datasets") from None
+        raise InvalidJob(f"dataset: no uploaded dataset {dataset_id} here; see GET /datasets") from None
     return {**dataset.spec, "dataset_id": dataset.id}
 
 

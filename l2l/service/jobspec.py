@@ -281,7 +281,9 @@ def check_cluster(given: str | Mapping[str, Any], where: str) -> str | dict[str,
     return described
 
 
-def validate_job(spec: JobSpec, settings: Settings, uploaded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def validate_job(
+    spec: JobSpec, settings: Settings, uploaded: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Check a submitted job against our registries and limits; return its normalised form.
 
     ``uploaded`` is the stored spec of the dataset a job names as ``{"id": N}``, which the

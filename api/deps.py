@@ -23,6 +23,9 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+#: The furthest page a list may start at: further is a 422, never an overflow in the database.
+MAX_OFFSET = 1_000_000_000
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.deps import KEY_COOKIE, SettingsDep, StoreDep
+from api.deps import KEY_COOKIE, MAX_OFFSET, SettingsDep, StoreDep
 from api.web import forms
 from l2l.service import jobs as service
 from l2l.service.jobspec import InvalidJob
@@ -106,7 +106,7 @@ def logout() -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(
-    request: Request, store: StoreDep, team: PageTeam, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, store: StoreDep, team: PageTeam, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
     jobs, total = store.list_jobs(offset=offset, limit=JOBS_PER_PAGE, team_id=team.id)
     rows = []

@@ -161,6 +161,18 @@ class Store:
             _get(session, TeamRow, team_id)
             session.add(ApiKeyRow(team_id=team_id, key_hash=key_hash))
 
+    def revoke_api_keys(self, team_id: int) -> int:
+        """Revoke every live key of the team (they stop working on the next request); how many."""
+        with self._session() as session:
+            _get(session, TeamRow, team_id)
+            rows = session.scalars(
+                select(ApiKeyRow).where(ApiKeyRow.team_id == team_id, ApiKeyRow.revoked_at.is_(None))
+            ).all()
+            now = datetime.now(UTC)
+            for row in rows:
+                row.revoked_at = now
+            return len(rows)
+
     def team_for_key(self, key_hash: str) -> TeamRecord | None:
         """The team an unrevoked key belongs to, or None."""
         with self._session(write=False) as session:
@@ -638,7 +650,14 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Ids are 64-bit signed integers in every database; a larger number names no row (and
+#: would overflow the driver before the query ran).
+MAX_ID = 2**63 - 1
+
+
 def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> Any:
+    if not isinstance(key, int) or not 0 < key <= MAX_ID:
+        raise NotFound(f"{model.__tablename__[:-1]} {key} not found")
     query = select(model).where(model.id == key)
     if lock:
         query = query.with_for_update()

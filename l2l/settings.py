@@ -24,6 +24,9 @@ class ApiSettings(BaseModel):
     max_epochs: int = 1_000
     #: Largest dataset upload accepted, in megabytes.
     max_upload_mb: float = 200.0
+    #: Largest body of any other request (JSON), and of a worker's final-model upload, in MB.
+    max_body_mb: float = 1.0
+    max_model_mb: float = 2048.0
 
 
 class UploadSettings(BaseModel):

@@ -8,6 +8,7 @@ SQLAlchemy tables, :mod:`l2l.store.records` the frozen snapshots it hands out, a
 from l2l.store.database import (
     Conflict,
     FinalModelFinished,
+    InvalidValue,
     JobNotRunning,
     LeaseLost,
     NotFound,
@@ -19,6 +20,7 @@ from l2l.store.database import (
 __all__ = [
     "Conflict",
     "FinalModelFinished",
+    "InvalidValue",
     "JobNotRunning",
     "LeaseLost",
     "NotFound",

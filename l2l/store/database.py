@@ -21,7 +21,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from l2l.store.records import (
@@ -56,6 +56,10 @@ TRIAL_SORT_KEYS = {"number": TrialRow.number, "reward": TrialRow.reward}
 
 class StorageError(Exception):
     """The database refused or failed an operation."""
+
+
+class InvalidValue(ValueError):
+    """A value the database cannot hold (a NUL character, an out-of-range number): the caller's fault."""
 
 
 class NotFound(StorageError):
@@ -125,6 +129,12 @@ class Store:
         try:
             yield session
             session.commit()
+        except (DataError, StatementError) as error:
+            session.rollback()
+            if isinstance(error, DataError) or isinstance(error.orig, (ValueError, OverflowError)):
+                # The value, not the database, is at fault (a NUL character, a number too large).
+                raise InvalidValue(f"a value cannot be stored: {type(error.orig).__name__}") from error
+            raise StorageError(f"database error: {error}") from error
         except SQLAlchemyError as error:
             session.rollback()
             raise StorageError(f"database error: {error}") from error

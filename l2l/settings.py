@@ -35,13 +35,15 @@ class UploadSettings(BaseModel):
     #: Members of a zip and their total size once decompressed (read from the headers, then
     #: enforced while extracting, so a zip bomb stops at the limit).
     max_zip_members: int = 10_000
-    max_unzipped_mb: float = 512.0
+    max_unzipped_mb: float = 256.0
     #: Pixels of one image, read from its header before it is decoded.
     max_image_pixels: int = 4096 * 4096
     #: Rows and columns of a CSV, and rows times columns of an npz's x (from its header).
     max_rows: int = 1_000_000
     max_columns: int = 10_000
-    max_cells: int = 50_000_000
+    max_cells: int = 20_000_000
+    #: Cells of a CSV (rows times columns): its check holds every cell as text (~60 bytes each).
+    max_csv_cells: int = 4_000_000
     #: Seconds an upload's check may take before it is refused (it runs off the event loop).
     max_seconds: float = 120.0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +195,11 @@ def _check_csv_spec(given: Mapping[str, Any]) -> dict[str, Any]:
         raise DatasetError("a csv dataset needs 'target', the name of the column to predict")
     path = os.path.abspath(path)
     header, rows = read_csv(path)
+    return {"name": "csv", "path": path, **check_csv_rows(header, rows, target, given.get("task"))}
+
+
+def check_csv_rows(header: list[str], rows: list[list[str]], target: str, task: str | None) -> dict[str, Any]:
+    """``target``, ``kind`` and ``task`` of a CSV read by :func:`read_csv`; DatasetError if unusable."""
     if target not in header:
         raise DatasetError(f"target column {target!r} is not in the CSV; its columns are {_listed(header)}")
     if len(header) < 2:
@@ -205,7 +210,7 @@ def _check_csv_spec(given: Mapping[str, Any]) -> dict[str, Any]:
         raise DatasetError(
             f"the CSV has {len(labels)} rows with a {target!r} value; at least {MIN_ROWS} needed"
         )
-    task = given.get("task") or guess_task(labels)
+    task = task or guess_task(labels)
     if task not in TASKS:
         raise DatasetError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     distinct = set(labels)
@@ -213,7 +218,7 @@ def _check_csv_spec(given: Mapping[str, Any]) -> dict[str, Any]:
         raise DatasetError(f"target {target!r} of the CSV has a single value {labels[0]!r}; nothing to learn")
     if task == "regression" and not all(as_number(v) is not None for v in labels):
         raise DatasetError(f"target {target!r} of the CSV has non-numeric values; regression needs numbers")
-    return {"name": "csv", "path": path, "target": target, "kind": "tabular", "task": task}
+    return {"target": target, "kind": "tabular", "task": task}
 
 
 def _check_npz_spec(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,16 +233,23 @@ def _check_npz_spec(given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_csv(
-    path: str, max_rows: int | None = None, max_columns: int | None = None
+    path: str,
+    max_rows: int | None = None,
+    max_columns: int | None = None,
+    max_cells: int | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> tuple[list[str], list[list[str]]]:
     """The header and the non-blank rows of a CSV, in time linear in its size.
 
     Errors give line numbers and general words, never the file's path or content (a cell,
-    a decoder's byte): the file may be anything. ``max_rows`` / ``max_columns`` stop the
-    read as soon as one is passed.
+    a decoder's byte): the file may be anything. ``max_rows``, ``max_columns`` and
+    ``max_cells`` (rows times columns) stop the read as soon as one is passed; ``tick`` is
+    called every thousand rows (an upload's deadline raises from it).
     """
     header: list[str] = []
     rows: list[list[str]] = []
+    if max_columns is not None:
+        _refuse_wide_lines(path, max_columns)
     try:
         # utf-8-sig drops the byte-order mark spreadsheets put before the first column name.
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -247,11 +259,18 @@ def read_csv(
                 raise DatasetError(
                     f"the CSV has {len(header)} columns; this service takes at most {max_columns}"
                 )
+            if max_cells is not None and max_rows is not None:
+                max_rows = min(max_rows, max_cells // max(len(header), 1))
             for row in reader:
                 if any(cell.strip() for cell in row):
                     rows.append(row)
                     if max_rows is not None and len(rows) > max_rows:
-                        raise DatasetError(f"the CSV has more than {max_rows} rows, this service's limit")
+                        raise DatasetError(
+                            f"the CSV has more than {max_rows} rows of {len(header)} columns, "
+                            "this service's limit"
+                        )
+                    if tick is not None and len(rows) % 1000 == 0:
+                        tick()
     except FileNotFoundError:
         raise DatasetError("the CSV file is missing on the server; upload it again") from None
     except UnicodeDecodeError:
@@ -277,6 +296,29 @@ def read_csv(
         if len(row) != len(header):
             raise DatasetError(f"the CSV's line {number} has {len(row)} fields; the header has {len(header)}")
     return header, rows
+
+
+def _refuse_wide_lines(path: str, max_columns: int) -> None:
+    """Refuse a CSV with a line of more than ``max_columns`` fields before any line is parsed.
+
+    Streams the bytes in chunks and counts commas per line (an upper bound: quoted commas
+    count too), so neither a huge header nor one endless row is ever held in memory.
+    """
+    widest = current = 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                pieces = chunk.split(b"\n")
+                current += pieces[0].count(b",")
+                for piece in pieces[1:]:
+                    widest, current = max(widest, current), piece.count(b",")
+                if max(widest, current) + 1 > max_columns:
+                    raise DatasetError(
+                        f"a line of the CSV has more than {max_columns} fields; "
+                        f"this service takes at most {max_columns} columns"
+                    )
+    except OSError:
+        raise DatasetError("the CSV file cannot be read on the server; upload it again") from None
 
 
 def _listed(names: Sequence[str], most: int = 20) -> str:

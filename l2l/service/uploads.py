@@ -204,7 +204,9 @@ def _check_npz(path: Path, task: str | None, limits: UploadSettings) -> tuple[di
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError):
         # Messages from numpy or zipfile can quote the header's bytes: say it in general words.
-        raise DatasetError("cannot read the .npz file (save it with numpy.savez with arrays x and y)") from None
+        raise DatasetError(
+            "cannot read the .npz file (save it with numpy.savez with arrays x and y)"
+        ) from None
     kind = "image" if len(x_shape) in (3, 4) else "tabular"
     labels = y.tolist()
     guessed = datasets.guess_task([str(v) for v in labels])

@@ -129,11 +129,15 @@ class Store:
         try:
             yield session
             session.commit()
-        except (DataError, StatementError) as error:
+        except (DataError, StatementError, OverflowError) as error:
             session.rollback()
-            if isinstance(error, DataError) or isinstance(error.orig, (ValueError, OverflowError)):
-                # The value, not the database, is at fault (a NUL character, a number too large).
-                raise InvalidValue(f"a value cannot be stored: {type(error.orig).__name__}") from error
+            cause = getattr(error, "orig", error)
+            if isinstance(error, (DataError, OverflowError)) or isinstance(cause, ValueError | OverflowError):
+                # The value, not the database, is at fault (a NUL character, a number past 64 bits):
+                # a lookup by it finds nothing, a write of it is refused.
+                if not write:
+                    raise NotFound("no such record") from error
+                raise InvalidValue(f"a value cannot be stored ({type(cause).__name__})") from error
             raise StorageError(f"database error: {error}") from error
         except SQLAlchemyError as error:
             session.rollback()

@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from api.guards import OUTAGE
 from api.schemas import Problem, ValidationProblem
@@ -67,12 +68,16 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
         return JSONResponse({"detail": items}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = error.status_code
         if code == status.HTTP_400_BAD_REQUEST:  # the framework could not parse the body
             code = status.HTTP_422_UNPROCESSABLE_CONTENT
         detail = error.detail if isinstance(error.detail, str) else jsonable_encoder(error.detail)
-        return JSONResponse({"detail": detail}, status_code=code, headers=getattr(error, "headers", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        if code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            # Starlette lists the methods of the first route on the path only; list them all.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse({"detail": detail}, status_code=code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:
@@ -80,6 +85,14 @@ def install(app: FastAPI, retry_after_seconds: int) -> None:
         return JSONResponse({"detail": "the service failed unexpectedly; the error is in its log"}, 500)
 
     app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 #: Answers any team route may give besides its own (documented once, here).

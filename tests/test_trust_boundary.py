@@ -181,6 +181,26 @@ def test_resources_must_be_finite_and_at_least_the_cpu_floor(client: TestClient,
     assert isinstance(response.json()["detail"], (str, list))
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '"objective": {"metric": "val_accuracy", "cost": "parameters", "target": 1e999}',
+        '"objective": {"metric": "val_accuracy", "cost": "parameters", "target": 5, "weight": -Infinity}',
+        '"strategy": {"name": "random", "options": {"x": NaN}}',
+        '"dataset": {"name": "digits", "split_seed": NaN}',
+        '"dataset": {"name": "digits", "split_seed": "x"}',
+        '"dataset": {"name": "digits", "split_seed": 1e999}',
+    ],
+)
+def test_non_finite_numbers_anywhere_in_a_job_are_a_422(client: TestClient, body: str) -> None:
+    text = json.dumps(JOB)[:-1] + ", " + body + "}"
+    for key in ("strategy", "dataset"):
+        if f'"{key}"' in body:
+            text = text.replace(f'"{key}": {json.dumps(JOB[key])}, ', "")
+    response = client.post("/jobs", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+
+
 def test_huge_ids_and_offsets_are_404_or_422(client: TestClient) -> None:
     huge = 2**64 + 5
     for path in (f"/jobs/{huge}", f"/datasets/{huge}", f"/graphs/{huge}", f"/jobs/{2**63}/trials"):

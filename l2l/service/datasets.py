@@ -129,7 +129,10 @@ def check_dataset_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
         normalised = {"name": name, "kind": BUILT_IN_KINDS[name], "task": "classification"}
     for key in ("split_seed", "dataset_id"):
         if key in given:
-            normalised[key] = int(given[key])
+            value = given[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise DatasetError(f"dataset {key} must be a whole number from 0 to 2^63 - 1")
+            normalised[key] = value
     for key in ("kind", "task"):
         if key in given and given[key] != normalised[key]:
             raise DatasetError(f"dataset {name!r} has {key} {normalised[key]!r}, not {given[key]!r}")

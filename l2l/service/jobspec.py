@@ -50,7 +50,7 @@ def _positive_resources(resources: dict[str, float]) -> dict[str, float]:
 
 
 class Budget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     trials: int = Field(ge=1, description="How many architectures to train in all.")
     concurrency: int = Field(default=1, ge=1, description="How many trials train at the same time.")
@@ -67,14 +67,14 @@ class Budget(BaseModel):
 
 
 class StrategyChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(default="reinforce", description="random, evolution or reinforce.")
     options: dict[str, Any] = Field(default_factory=dict, description="The strategy's own settings.")
 
 
 class Objective(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     metric: str = Field(description="A Keras metric of the validation data, e.g. val_accuracy.")
     mode: str = Field(default="max", pattern="^(max|min)$")
@@ -99,7 +99,7 @@ class Objective(BaseModel):
 
 
 class WarmStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     job_id: int = Field(
         description="An earlier job of the same team, strategy and search decisions (another "
@@ -112,7 +112,7 @@ class Hardware(BaseModel):
     training step simulated; the worker reports its seconds as the metric ``step_time``,
     which an objective with ``cost: "step_time"`` trades against accuracy (MnasNet)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cluster: str | dict[str, Any] = Field(
         description='A ready-made cluster ("4gpu-pcie", ...) or one described as '
@@ -128,7 +128,7 @@ class GraphSource(BaseModel):
     """What a placement job places: exactly one of a benchmark model, the model of an earlier
     search job of the same team, or an op graph the team uploaded (``POST /graphs``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     benchmark: str | None = Field(default=None, description=f"One of {', '.join(BENCHMARK_GRAPHS)}.")
     options: dict[str, Any] | None = Field(
@@ -161,7 +161,7 @@ class PlacementStrategyChoice(StrategyChoice):
 class Placement(BaseModel):
     """A placement job: which device runs each op of one model's training step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     graph: GraphSource
     cluster: str | dict[str, Any] = Field(
@@ -194,7 +194,7 @@ class Placement(BaseModel):
 class JobSpec(BaseModel):
     """A job as submitted: a search (the default) or, with ``kind: "placement"``, a placement."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["search", "placement"] = Field(
         default="search", description="search: find an architecture; placement: place a model on devices."

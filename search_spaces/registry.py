@@ -25,7 +25,7 @@ import re
 from importlib.metadata import entry_points
 from typing import Any
 
-from search_spaces.spec import SpaceError
+from search_spaces.errors import SpaceError
 
 ENTRY_POINT_GROUP = "l2l.builders"
 

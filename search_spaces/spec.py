@@ -19,16 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from search_spaces import registry
+from search_spaces.errors import SpaceError
+
 Scalar = str | int | float | bool
 Params = dict[str, Any]
 
 #: How many points a float range (or a very wide integer range) offers to
 #: index-based strategies unless the space says otherwise.
 DEFAULT_LEVELS = 8
-
-
-class SpaceError(ValueError):
-    """A search space, or a set of values for one, is invalid. The message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -294,8 +293,6 @@ class SearchSpace:
 def _load_reference(reference: str, what: str) -> Any:
     """The object ``"module:name"`` names, if an admin registered it (see :mod:`search_spaces.registry`);
     SpaceError saying which ``what`` otherwise."""
-    from search_spaces import registry  # registry imports this module
-
     return registry.load(reference, what)
 
 

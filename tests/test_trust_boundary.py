@@ -246,6 +246,9 @@ def test_failed_authentications_are_limited_per_address(
         # Even the right key waits: the address is not told whether its guesses got closer.
         good = {"Authorization": f"Bearer {keys['alpha']}"}
         assert client.get("/jobs", headers=good).status_code == 429
+        # The web login form is held to the same limit.
+        login = client.post("/login", data={"key": keys["alpha"]}, follow_redirects=False)
+        assert login.status_code == 429 and "Retry-After" in login.headers
 
 
 def test_cookie_writes_from_another_site_are_refused(

@@ -308,3 +308,20 @@ def test_admin_add_dataset_gives_a_team_a_server_file(
     assert beta.status_code == 422  # another team's dataset is as good as none
     bad = _run_cli(monkeypatch, tmp_path, store, "admin", "add-dataset", "--team", "alpha", str(source))
     assert bad == 2 and "needs 'target'" in capsys.readouterr().err
+
+
+def test_an_upload_check_stops_at_its_deadline(sqlite_store: Store, tmp_path: Path) -> None:
+    import io
+
+    from l2l.service.datasets import DatasetError
+    from l2l.service.uploads import save_upload
+
+    team, _ = create_team(sqlite_store, "alpha")
+    settings = make_settings(tmp_path)
+    no_time = settings.uploads.model_copy(update={"max_seconds": 0.0})
+    settings = settings.model_copy(update={"uploads": no_time})
+    rows = "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(50))
+    with pytest.raises(DatasetError, match="took more than 0 s"):
+        save_upload(sqlite_store, settings, team.id, "slow.csv", io.BytesIO(rows.encode()), target="label")
+    assert sqlite_store.list_datasets(team.id) == []
+    assert not list((tmp_path / "datasets").rglob("*.csv"))  # nothing half-written is left

@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
+    #: uvicorn worker processes serving the API (they share the database; each has its own
+    #: group-commit writer of workers' reports). More than one helps on several cores.
+    workers: int = Field(default=1, ge=1)
     #: The address workers use to report back; defaults to http://host:port.
     public_url: str | None = None
     #: Upper bounds a job may ask for; larger budgets are refused with a 422.

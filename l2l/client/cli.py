@@ -190,7 +190,15 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
     if controller:
         child = subprocess.Popen([sys.executable, "-m", "l2l.client.cli", "controller"], env=env)
     try:
-        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="warning")
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=settings.api.workers,
+            log_level="warning",
+            access_log=False,  # a line per worker report would cost more than the report
+        )
     finally:
         if child is not None:
             child.send_signal(signal.SIGTERM)

@@ -19,10 +19,12 @@ import httpx
 
 from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
+from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
 from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
 from l2l.store.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.store.states import TrialState
+from l2l.store.step_reports import StepOutcome, StepReport, StepResult
 
 
 class Forbidden(Exception):
@@ -269,6 +271,9 @@ def report_trial(
     Idempotent: reporting a finished trial again changes nothing and says so. A final
     report whose objective metric is missing or not finite fails the trial.
     """
+    if not final and step is not None:
+        [result] = store.record_steps([step_report(trial_id, token, step, metrics)])
+        return step_outcome(trial_id, step, result)
     check_report_token(store, trial_id, token)
     trial = store.get_trial(trial_id)
     if trial.state.is_finished():
@@ -276,14 +281,10 @@ def report_trial(
     if trial.state is not TrialState.RUNNING:
         raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
     try:
-        if not final:
-            if step is None:
-                raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
-            added = store.add_metrics(trial_id, step, metrics)
-            message = f"step {step} recorded" if added else f"step {step} was already recorded; ignored"
-            return ReportOutcome(store.get_trial(trial_id), added, message)
-        if step is not None:
-            store.add_metrics(trial_id, step, metrics)
+        if not final:  # (with a step it took the path above)
+            raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
+        if step is not None:  # a repeat of it inserts nothing (ON CONFLICT DO NOTHING), not an error
+            store.record_steps([step_report(trial_id, token, step, metrics)])
         objective = store.get_job(trial.job_id).spec["objective"]
         reward = reward_from_metrics(metrics, objective)
         if reward is None:
@@ -296,6 +297,41 @@ def report_trial(
     except TrialFinished as finished:
         # Another report of the same trial won the race; this one changes nothing.
         return ReportOutcome(finished.trial, False, f"{finished}; report ignored")
+
+
+def step_report(trial_id: int, token: str | None, step: int, metrics: Mapping[str, Any]) -> StepReport:
+    """The store's form of an intermediate report (the token is only ever kept hashed)."""
+    return StepReport(trial_id, step, hash_token(token or ""), dict(metrics))
+
+
+def step_outcome(trial_id: int, step: int, result: StepResult) -> ReportOutcome:
+    """What the worker is told about its intermediate report (raises as :func:`report_trial`)."""
+    outcome = result.outcome
+    if outcome is StepOutcome.NOT_FOUND:
+        raise NotFound(f"trial {trial_id} not found")
+    if outcome is StepOutcome.FORBIDDEN:
+        raise Forbidden(f"this token does not belong to trial {trial_id}'s current attempt")
+    trial = result.trial
+    assert trial is not None  # the store returns the trial for every other outcome
+    if outcome is StepOutcome.NOT_RUNNING:
+        raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
+    if outcome is StepOutcome.FINISHED:
+        return ReportOutcome(trial, False, f"trial {trial_id} already {trial.state.value}; report ignored")
+    if outcome is StepOutcome.REPEAT:
+        return ReportOutcome(trial, False, f"step {step} was already recorded; ignored")
+    return ReportOutcome(trial, True, f"step {step} recorded")
+
+
+async def report_step(
+    writer: StepWriter, trial_id: int, token: str, step: int, metrics: Mapping[str, Any]
+) -> ReportOutcome:
+    """An intermediate report through the group-commit writer: the API's hot path.
+
+    The same checks and answers as :func:`report_trial` (token, then the trial's state), in one
+    shared transaction; answered only once that transaction committed.
+    """
+    result = await writer.record(step_report(trial_id, token, step, metrics))
+    return step_outcome(trial_id, step, result)
 
 
 def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:

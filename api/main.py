@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api import errors, web
 from api.guards import AuthFailures, RequestGuard
 from api.report_fast_path import ReportFastPath
-from api.routes import charts, datasets, graphs, jobs, models, placements, predictions, trials
+from api.routes import charts, datasets, graphs, health, jobs, models, placements, predictions, trials
 from l2l import __version__
 from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings, get_settings
@@ -53,13 +53,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.include_router(predictions.router)
     app.include_router(trials.router)
     app.include_router(charts.router)
+    app.include_router(health.router)
     web.install(app)  # the pages at / and their /static files
     # Workers' per-epoch reports are most of the load; this answers them without the router.
     app.add_middleware(ReportFastPath)
-
-    @app.get("/health", tags=["service"])
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
 
     errors.install(app, settings.security.retry_after_seconds)
     app.state.auth_failures = AuthFailures(settings.security.auth_failures_per_minute)

@@ -83,6 +83,7 @@ class Progress(BaseModel):
     completed: int
     failed: int
     cancelled: int
+    timed_out: int = Field(default=0, description="Trials stopped at their time limit on every attempt.")
 
 
 class FinalModelPublic(BaseModel):

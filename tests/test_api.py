@@ -57,6 +57,7 @@ def test_submit_get_and_list_jobs(client: TestClient) -> None:
         "completed": 0,
         "failed": 0,
         "cancelled": 0,
+        "timed_out": 0,
     }
     assert client.get(f"/jobs/{job['id']}").json()["name"] == job["name"]
     listing = client.get("/jobs").json()

@@ -218,7 +218,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
     server = _serve(tmp_path, port)
     try:
-        _wait(lambda: httpx.get(f"{api}/health").status_code == 200, 60, "the service to start")
+        _wait(lambda: httpx.get(f"{api}/health").status_code == 200, 180, "the service to start")
         spec = {
             "dataset": "wine",
             "space": "mlp",

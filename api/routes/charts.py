@@ -22,7 +22,7 @@ from l2l.store.states import TrialState
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 
 #: Trials that have a place on the chart: a reward, or a failure (drawn with no reward).
-CHARTED = {TrialState.COMPLETED, TrialState.FAILED}
+CHARTED = {TrialState.COMPLETED, TrialState.FAILED, TrialState.TIMED_OUT}
 
 Series = list[tuple[int, float | None]]
 

@@ -127,7 +127,7 @@ def jobs_page(
             {
                 "job": job,
                 "completed": counts[TrialState.COMPLETED],
-                "failed": counts[TrialState.FAILED],
+                "failed": counts[TrialState.FAILED] + counts[TrialState.TIMED_OUT],
                 "running": counts[TrialState.RUNNING],
                 "best": progress["best"],
             }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import shutil
@@ -21,7 +22,7 @@ from l2l.rewards import reward_from_metrics, why_no_reward
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
 from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
-from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
+from l2l.store import AlreadySubmitted, FinalModelFinished, NotFound, Store, TrialFinished
 from l2l.store.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.store.states import TrialState
 from l2l.store.step_reports import StepOutcome, StepReport, StepResult
@@ -94,8 +95,48 @@ def authenticate(store: Store, key: str | None) -> TeamRecord:
     return team
 
 
-def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
-    """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
+class IdempotencyKeyReused(Exception):
+    """The team sent this idempotency key before with a different job."""
+
+
+def submit_job_once(
+    store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None, idempotency_key: str
+) -> tuple[JobRecord, bool]:
+    """Queue a job at most once per (team, ``idempotency_key``): the job and whether it is new.
+
+    A retry with the same key and the same body gets the first job back, unchecked (its
+    limits were checked when it was stored); the same key with another body raises
+    :class:`IdempotencyKeyReused`. Two submits racing with one key store one job.
+    """
+    request_hash = hashlib.sha256(
+        json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    team_id = team.id if team else None
+    try:
+        existing = store.job_by_idempotency_key(team_id, idempotency_key)
+        if existing is None:
+            return submit_job(store, spec, settings, team, (idempotency_key, request_hash)), True
+    except AlreadySubmitted as race:
+        existing = race.job
+    if existing.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            f"the Idempotency-Key {idempotency_key!r} was used for job {existing.id} with another body; "
+            "send a new key for a new job"
+        )
+    return existing, False
+
+
+def submit_job(
+    store: Store,
+    spec: JobSpec,
+    settings: Settings,
+    team: TeamRecord | None = None,
+    idempotency: tuple[str, str] | None = None,
+) -> JobRecord:
+    """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run.
+
+    ``idempotency`` is (key, request hash) to store with the job (see :func:`submit_job_once`).
+    """
     uploaded = None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
         uploaded = _uploaded_dataset(store, spec.dataset, team)
@@ -112,7 +153,10 @@ def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord
         name = (
             spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
         )
-    return store.create_job(name, normalised, team_id=team.id if team else None)
+    key, request_hash = idempotency or (None, None)
+    return store.create_job(
+        name, normalised, team_id=team.id if team else None, idempotency_key=key, request_hash=request_hash
+    )
 
 
 def _placement_job_name(placement: Mapping[str, Any]) -> str:

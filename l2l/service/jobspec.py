@@ -59,6 +59,14 @@ class Budget(BaseModel):
         default_factory=lambda: {"CPU": 1.0},
         description='Ray resources of one trial, e.g. {"CPU": 1}, {"GPU": 0.25} or {"TPU": 4}.',
     )
+    trial_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 24 * 3600,
+        allow_inf_nan=False,
+        description="Stop an attempt of a trial (or of the final model) that runs longer than this; "
+        "it is retried like a crash, and timed out once no retry is left. Default: the service's.",
+    )
 
     @field_validator("resources")
     @classmethod
@@ -341,7 +349,7 @@ def validate_job(
         "dataset": dataset,
         "space": space,
         "strategy": {"name": choice.name, "options": options},
-        "budget": budget.model_dump(),
+        "budget": budget.model_dump(exclude_none=True),
         "seed": spec.seed,
         "objective": objective,
         "final_model": spec.final_model,

@@ -21,9 +21,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import DataError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from l2l.store.heartbeats import ControllerHeartbeats
 from l2l.store.records import (
     ArtifactRecord,
     DatasetRecord,
@@ -87,6 +88,14 @@ class Conflict(StorageError):
     """The write would break a uniqueness rule (e.g. a team name that is taken)."""
 
 
+class AlreadySubmitted(Conflict):
+    """The team already submitted a job with this idempotency key; ``job`` is that job."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.id} was already submitted with this idempotency key")
+        self.job = job
+
+
 class LeaseLost(StorageError):
     """Another controller owns the job now; this one must stop driving it."""
 
@@ -95,7 +104,7 @@ class JobNotRunning(StorageError):
     """The job was paused or ended (by its team) since the controller last looked."""
 
 
-class Store:
+class Store(ControllerHeartbeats):
     def __init__(self, url: str) -> None:
         self.url = url
         self._write_engine = _make_engine(url, immediate=True)
@@ -333,12 +342,53 @@ class Store:
 
     # ----------------------------------------------------------------- jobs
 
-    def create_job(self, name: str, spec: Mapping[str, Any], team_id: int | None = None) -> JobRecord:
-        with self._session() as session:
-            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec), team_id=team_id)
-            session.add(row)
-            session.flush()
-            return _job_record(row)
+    def create_job(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        team_id: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> JobRecord:
+        """Store a queued job in one transaction.
+
+        With ``idempotency_key``, raises :class:`AlreadySubmitted` (nothing stored) if the
+        team already has a job with that key, also when a concurrent submit just stored it.
+        """
+        try:
+            with self._session() as session:
+                if idempotency_key is not None:
+                    existing = _job_by_key(session, team_id, idempotency_key)
+                    if existing is not None:
+                        raise AlreadySubmitted(_job_record(existing))
+                row = JobRow(
+                    name=name,
+                    state=JobState.QUEUED.value,
+                    spec=dict(spec),
+                    team_id=team_id,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                )
+                session.add(row)
+                session.flush()
+                return _job_record(row)
+        except AlreadySubmitted:
+            raise
+        except StorageError as error:
+            if idempotency_key is None or not isinstance(error.__cause__, IntegrityError):
+                raise
+            lost_race = error
+        with self._session(write=False) as session:  # a concurrent submit with the key won
+            existing = _job_by_key(session, team_id, idempotency_key)
+            if existing is None:
+                raise lost_race
+            raise AlreadySubmitted(_job_record(existing))
+
+    def job_by_idempotency_key(self, team_id: int | None, key: str) -> JobRecord | None:
+        with self._session(write=False) as session:
+            row = _job_by_key(session, team_id, key)
+            return _job_record(row) if row is not None else None
 
     def get_job(self, job_id: int, team_id: int | None = None) -> JobRecord:
         """A job; with ``team_id``, only that team's (another team's job is NotFound, not Forbidden)."""
@@ -379,11 +429,18 @@ class Store:
             ).first()
             if row is None:
                 return None
+            if row.owner != owner:  # our own lapsed lease taken back is no new start
+                row.unfinished_starts = (row.unfinished_starts or 0) + 1
             row.state = JobState.RUNNING.value
             row.owner = owner
             row.lease_expires_at = now + timedelta(seconds=lease_seconds)
             row.started_at = row.started_at or now
             return _job_record(row)
+
+    def job_started(self, job_id: int, owner: str) -> None:
+        """The controller loaded the job it claimed: it no longer counts as an unfinished start."""
+        with self._session() as session:
+            _owned_job(session, job_id, owner).unfinished_starts = 0
 
     def renew_lease(self, job_id: int, owner: str, lease_seconds: float) -> None:
         with self._session() as session:
@@ -701,6 +758,11 @@ def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> An
     return row
 
 
+def _job_by_key(session: Session, team_id: int | None, key: str) -> JobRow | None:
+    team = JobRow.team_id.is_(None) if team_id is None else JobRow.team_id == team_id
+    return session.scalars(select(JobRow).where(team, JobRow.idempotency_key == key)).first()
+
+
 def _best_trial_id(session: Session, job_id: int) -> int | None:
     # A scalar, not row.job: loading the job row would parse its JSON (the strategy state
     # can be hundreds of kilobytes) on every trial read.
@@ -795,6 +857,9 @@ def _job_record(row: JobRow) -> JobRecord:
         created_at=_aware(row.created_at) or utcnow(),
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        unfinished_starts=row.unfinished_starts or 0,
     )
 
 

@@ -37,6 +37,11 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: The client's ``Idempotency-Key`` of the submit, if it sent one, and its body's sha256.
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    #: Times a controller claimed the job and died before it had loaded it (see quarantine).
+    unfinished_starts: int = 0
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -115,3 +120,14 @@ class ArtifactRecord:
     trial_id: int
     path: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ControllerRecord:
+    """A controller process and its last heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime

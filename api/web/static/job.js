@@ -14,7 +14,7 @@
   const POLL_MS = 2000;
   const PAGE = 50;
   const FINISHED_JOB = ["completed", "failed", "cancelled"];
-  const FINISHED_TRIAL = ["completed", "failed", "cancelled"];
+  const FINISHED_TRIAL = ["completed", "failed", "cancelled", "timed_out"];
 
   const view = { offset: 0, sort: "number", order: "asc", state: "", selected: null };
   let job = null;
@@ -273,9 +273,10 @@
     stateBadge.className = "badge state-" + job.state;
     const bar = $("job-progress");
     bar.max = p.trials;
-    bar.value = p.completed + p.failed + p.cancelled;
+    bar.value = p.completed + p.failed + p.cancelled + (p.timed_out || 0);
     const parts = [p.completed.toLocaleString("en") + " of " + p.trials.toLocaleString("en") + " trials completed"];
     if (p.failed) parts.push(p.failed.toLocaleString("en") + " failed");
+    if (p.timed_out) parts.push(p.timed_out.toLocaleString("en") + " timed out");
     if (p.running) parts.push(p.running + " running");
     if (p.queued) parts.push(p.queued + " queued");
     if (p.cancelled) parts.push(p.cancelled + " cancelled");
@@ -483,8 +484,8 @@
       job = await getJSON(API);
       renderJob();
       const p = job.progress;
-      const key = [job.state, p.created, p.queued, p.running, p.completed, p.failed, p.cancelled].join("/");
-      const charted = p.completed + p.failed;
+      const key = [job.state, p.created, p.queued, p.running, p.completed, p.failed, p.cancelled, p.timed_out].join("/");
+      const charted = p.completed + p.failed + (p.timed_out || 0);
       const work = [];
       if (placing) {
         if (!FINISHED_JOB.includes(job.state)) work.push(refreshSearchProgress().then(renderJob));

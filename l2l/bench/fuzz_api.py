@@ -86,6 +86,17 @@ def serve(database_url: str, folder: Path) -> Iterator[tuple[str, str]]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # No controller runs here; a heartbeat stands in for one, so that /health answers 200 (its
+    # 503 for a stale controller is a real outage, tested in tests/test_health.py).
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            store.beat("fuzz-stand-in", socket.gethostname(), os.getpid())
+            stop.wait(1.0)
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline:
@@ -94,6 +105,8 @@ def serve(database_url: str, folder: Path) -> Iterator[tuple[str, str]]:
     try:
         yield f"http://127.0.0.1:{port}", key
     finally:
+        stop.set()
+        beating.join(timeout=10)
         server.should_exit = True
         thread.join(timeout=10)
         store.dispose()

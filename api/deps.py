@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
+from api import guards
+from api.guards import AuthFailures, client_address
 from l2l.service import jobs as service
 from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
@@ -31,6 +33,9 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+#: The furthest page a list may start at: further is a 422, never an overflow in the database.
+MAX_OFFSET = 1_000_000_000
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StepWriterDep = Annotated[StepWriter, Depends(get_step_writer)]
@@ -39,7 +44,7 @@ StepWriterDep = Annotated[StepWriter, Depends(get_step_writer)]
 team_key = HTTPBearer(auto_error=False, scheme_name="team key", description="Your team's API key.")
 
 #: The cookie the web pages' login sets (HttpOnly, SameSite=Strict) holding the team's key.
-KEY_COOKIE = "l2l_key"
+KEY_COOKIE = guards.KEY_COOKIE
 
 team_key_cookie = APIKeyCookie(
     name=KEY_COOKIE,
@@ -50,15 +55,33 @@ team_key_cookie = APIKeyCookie(
 
 
 def get_team(
+    request: Request,
     store: StoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(team_key)],
     cookie_key: Annotated[str | None, Depends(team_key_cookie)] = None,
 ) -> TeamRecord:
-    """The caller's team, from the Bearer header or, failing that, the web login's cookie."""
+    """The caller's team, from the Bearer header or, failing that, the web login's cookie.
+
+    A write was authenticated by :class:`api.guards.RequestGuard` before its body was read;
+    its team is reused. Failed attempts count against the client's address (429 past the limit).
+    """
+    checked: TeamRecord | None = getattr(request.state, "team", None)
+    if checked is not None:
+        return checked
+    failures: AuthFailures = request.app.state.auth_failures
+    client = client_address(request.scope)
+    wait = failures.retry_after(client)
+    if wait is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed authentications from this address; wait",
+            headers={"Retry-After": str(wait)},
+        )
     key = credentials.credentials if credentials else cookie_key
     try:
         return service.authenticate(store, key)
     except service.Unauthorized as error:
+        failures.failed(client)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}
         ) from None

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from api import web
+from api import errors, web
+from api.guards import AuthFailures, RequestGuard
 from api.report_fast_path import ReportFastPath
 from api.routes import charts, datasets, graphs, health, jobs, models, placements, predictions, trials
 from l2l import __version__
 from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings, get_settings
-from l2l.store import StorageError, Store
+from l2l.store import Store
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -58,8 +58,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     # Workers' per-epoch reports are most of the load; this answers them without the router.
     app.add_middleware(ReportFastPath)
 
-    @app.exception_handler(StorageError)
-    async def storage_error(_request: Request, error: StorageError) -> JSONResponse:
-        return JSONResponse({"detail": f"the database failed: {error}"}, status_code=503)
-
+    errors.install(app, settings.security.retry_after_seconds)
+    app.state.auth_failures = AuthFailures(settings.security.auth_failures_per_minute)
+    # Outermost: a write's key and size are checked before any of its body is read.
+    app.add_middleware(RequestGuard, settings=settings, failures=app.state.auth_failures)
     return app

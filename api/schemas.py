@@ -20,6 +20,20 @@ class Problem(BaseModel):
     detail: str
 
 
+class ValidationItem(BaseModel):
+    """One thing wrong with a request, where FastAPI's validation found it."""
+
+    loc: list[str | int] = Field(description="Where: e.g. ['body', 'budget', 'trials'].")
+    msg: str
+    type: str
+
+
+class ValidationProblem(BaseModel):
+    """Every 422: ``detail`` is a sentence (our checks) or a list of items (the request's shape)."""
+
+    detail: str | list[ValidationItem]
+
+
 class TrialPublic(BaseModel):
     id: int
     job_id: int

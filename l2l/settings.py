@@ -33,6 +33,43 @@ class ApiSettings(BaseModel):
     max_epochs: int = 1_000
     #: Largest dataset upload accepted, in megabytes.
     max_upload_mb: float = 200.0
+    #: Largest body of any other request (JSON), and of a worker's final-model upload, in MB.
+    max_body_mb: float = 1.0
+    max_model_mb: float = 2048.0
+
+
+class UploadSettings(BaseModel):
+    """What one upload may cost the API: every limit is checked before the memory is spent."""
+
+    #: Members of a zip and their total size once decompressed (read from the headers, then
+    #: enforced while extracting, so a zip bomb stops at the limit).
+    max_zip_members: int = 10_000
+    max_unzipped_mb: float = 256.0
+    #: Pixels of one image, read from its header before it is decoded.
+    max_image_pixels: int = 4096 * 4096
+    #: Rows and columns of a CSV, and rows times columns of an npz's x (from its header).
+    max_rows: int = 1_000_000
+    max_columns: int = 10_000
+    max_cells: int = 20_000_000
+    #: Cells of a CSV (rows times columns): its check holds every cell as text (~60 bytes each).
+    max_csv_cells: int = 4_000_000
+    #: Seconds an upload's check may take before it is refused (it runs off the event loop).
+    max_seconds: float = 120.0
+
+
+class SecuritySettings(BaseModel):
+    """The trust boundary: what only an admin can allow, and what refuses abuse."""
+
+    #: References a job may name besides the built-in spaces' and the ``l2l.builders`` entry
+    #: points: ``"module:function"`` or ``"name=module:function"``;
+    #: e.g. ``L2L_SECURITY__BUILDERS='["my_team_models:build"]'``.
+    builders: list[str] = Field(default_factory=list)
+    #: Failed authentications one client address may make per minute before it gets a 429.
+    auth_failures_per_minute: int = 30
+    #: The fewest CPUs one trial may ask for: a cluster cannot honour slices thinner than this.
+    min_cpu_per_trial: float = 0.25
+    #: Seconds a client is told to wait (Retry-After) when the database is out.
+    retry_after_seconds: int = 5
 
 
 class LimitSettings(BaseModel):
@@ -137,6 +174,8 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     placement: PlacementSettings = Field(default_factory=PlacementSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @property
     def resolved_database_url(self) -> str:

@@ -6,9 +6,13 @@ A description is one of
 * a built-in with settings: ``{"name": "nb201_cell", "settings": {"channels": 16}}``;
 * a custom space on a template: ``{"name": "my-space", "template": "mlp", "decisions": [...]}``
   (see :mod:`search_spaces.custom`);
-* a KerasTuner ``build(hp)``: ``{"keras_tuner": "package.module:build", "name": "optional"}``;
+* a KerasTuner ``build(hp)``: ``{"keras_tuner": "registered_name", "name": "optional"}``
+  (or the registered ``"package.module:build"`` itself);
 * a stored space, ``SearchSpace.to_dict()`` (it has a ``"builder"`` key), which is how
   the job loop and workers rebuild a job's space: ``get_space(space.to_dict()) == space``.
+
+Every function a description names (a builder, a canonical form, a ``build(hp)``) must be
+registered by an admin (:mod:`search_spaces.registry`); nothing else is ever imported.
 
 Importing this package imports no Keras, TensorFlow or KerasTuner, so the API can
 validate descriptions cheaply (:func:`check_space_spec`); only the KerasTuner kind
@@ -19,11 +23,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from search_spaces import registry
 from search_spaces.custom import space_from_description
 from search_spaces.mlp import MLP
 from search_spaces.nb201 import NB201_CELL
@@ -45,8 +49,6 @@ __all__ = [
 TEMPLATES: dict[str, Template] = {template.name: template for template in (MLP, NB201_CELL)}
 
 INPUT_KINDS = frozenset({"tabular", "image"})
-
-_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 def space_names() -> list[str]:
@@ -83,9 +85,7 @@ def check_space_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
         return {"keras_tuner": reference, "name": name}
     space = _space_without_keras(spec, kind)
     if kind == "stored":
-        _check_module_exists(space.builder.partition(":")[0], f"builder {space.builder!r}")
-        if space.canonical is not None:
-            _check_module_exists(space.canonical.partition(":")[0], f"canonical {space.canonical!r}")
+        _check_stored_references(space)
     data = space.to_dict()
     try:
         json.dumps(data)
@@ -203,14 +203,26 @@ def _built_in(spec: str | Mapping[str, Any]) -> SearchSpace:
     return template.space(settings)
 
 
+def _check_stored_references(space: SearchSpace) -> None:
+    """A stored space's builder, canonical form and KerasTuner function must all be registered."""
+    builder = registry.resolve(space.builder, "builder")
+    _check_module_exists(builder.partition(":")[0], f"builder {builder!r}")
+    if space.canonical is not None:
+        registry.resolve(space.canonical, "canonical")
+    if builder == registry.BUILT_IN["keras_tuner"]:
+        registry.resolve(space.settings.get("build"), "keras_tuner build function")
+
+
 def _keras_tuner_reference(spec: Mapping[str, Any]) -> tuple[str, str]:
+    """The registered reference and the space's name; SpaceError unless an admin registered it."""
     unknown = sorted(set(spec) - {"keras_tuner", "name"})
     if unknown:
         raise SpaceError(f"a keras_tuner search space takes only 'keras_tuner' and 'name', not {unknown}")
-    reference = spec["keras_tuner"]
-    if not isinstance(reference, str) or not _REFERENCE.match(reference):
-        raise SpaceError(f"keras_tuner must look like 'package.module:build', got {reference!r}")
-    name = spec.get("name") or reference
+    given = spec["keras_tuner"]
+    if not isinstance(given, str) or not given:
+        raise SpaceError("keras_tuner must be the name of a registered build(hp) function")
+    reference = registry.resolve(given, "keras_tuner build function")
+    name = spec.get("name") or given
     if not isinstance(name, str):
         raise SpaceError(f"the name of a keras_tuner search space must be a string, got {name!r}")
     return reference, name

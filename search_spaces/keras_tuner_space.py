@@ -13,7 +13,6 @@ This is the only module of the package that imports keras_tuner.
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ import keras
 import keras_tuner
 from keras_tuner.engine import hyperparameters as kt_hp
 
+from search_spaces import registry
 from search_spaces.conditions import ACTIVE_FORM, CONDITIONS, INACTIVE
 from search_spaces.spec import (
     Choice,
@@ -161,13 +161,8 @@ def to_hyperparameters(space: SearchSpace) -> keras_tuner.HyperParameters:
 
 
 def load_build_function(reference: str) -> Callable[[Any], Any]:
-    module_name, _, function_name = reference.partition(":")
-    if not module_name or not function_name:
-        raise SpaceError(f"keras_tuner reference {reference!r} must look like 'package.module:build'")
-    try:
-        function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as error:
-        raise SpaceError(f"cannot load KerasTuner build function {reference!r}: {error}") from error
+    """The registered ``build(hp)`` function ``reference`` names; SpaceError if not registered."""
+    function = registry.load(reference, "keras_tuner build function")
     if not callable(function):
         raise SpaceError(f"{reference!r} is not a function")
     return function  # type: ignore[no-any-return]

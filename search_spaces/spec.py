@@ -13,12 +13,14 @@ wide integer ranges are discretised into ``levels`` points, log-spaced when
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from search_spaces import registry
+from search_spaces.errors import SpaceError
 
 Scalar = str | int | float | bool
 Params = dict[str, Any]
@@ -26,10 +28,6 @@ Params = dict[str, Any]
 #: How many points a float range (or a very wide integer range) offers to
 #: index-based strategies unless the space says otherwise.
 DEFAULT_LEVELS = 8
-
-
-class SpaceError(ValueError):
-    """A search space, or a set of values for one, is invalid. The message says what to fix."""
 
 
 @dataclass(frozen=True)
@@ -303,12 +301,9 @@ class SearchSpace:
 
 
 def _load_reference(reference: str, what: str) -> Any:
-    """The object ``"module:name"`` names; SpaceError saying which ``what`` if it cannot be loaded."""
-    module_name, _, name = reference.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as error:
-        raise SpaceError(f"cannot load {what} {reference!r}: {error}") from error
+    """The object ``"module:name"`` names, if an admin registered it (see :mod:`search_spaces.registry`);
+    SpaceError saying which ``what`` otherwise."""
+    return registry.load(reference, what)
 
 
 def decision_from_dict(data: Mapping[str, Any]) -> Decision:

@@ -25,6 +25,14 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
+#: What an admin of the test service registered (search_spaces.registry): the test build(hp)
+#: functions. Set before any settings are read, so Ray workers and subprocesses inherit it.
+TEST_BUILDERS = (
+    '["kt_example=tests.kt_build_example:build", "tests.kt_build_example:build_uncompiled", '
+    '"tests.kt_build_example:missing"]'
+)
+os.environ.setdefault("L2L_SECURITY__BUILDERS", TEST_BUILDERS)
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "L2L_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -100,18 +100,22 @@ def test_bad_jobs_get_a_clear_4xx_and_nothing_is_stored(
     assert client.get("/jobs").json()["total"] == 0
 
 
-def test_csv_without_the_named_target_is_refused(client: TestClient, tmp_path: Path) -> None:
+def test_a_csv_is_used_through_its_upload_never_by_its_path(client: TestClient, tmp_path: Path) -> None:
+    content = "a,b,label\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40))
     csv_file = tmp_path / "data.csv"
-    csv_file.write_text("a,b,label\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(40)))
+    csv_file.write_text(content)
 
-    def submit(path: str, target: str) -> httpx.Response:
-        return client.post("/jobs", json={**JOB, "dataset": {"name": "csv", "path": path, "target": target}})
+    def upload(target: str) -> httpx.Response:
+        files = {"file": ("data.csv", content.encode())}
+        return client.post("/datasets", files=files, data={"target": target})
 
-    ok = submit(str(csv_file), "label")
-    assert ok.status_code == 201, ok.text
-    bad = submit(str(csv_file), "y")
+    bad = upload("y")
     assert bad.status_code == 422 and "'y'" in bad.json()["detail"] and "label" in bad.json()["detail"]
-    assert submit("/no/such.csv", "label").status_code == 422
+    ok = client.post("/jobs", json={**JOB, "dataset": {"id": upload("label").json()["id"]}})
+    assert ok.status_code == 201, ok.text
+    path_spec = {"name": "csv", "path": str(csv_file), "target": "label"}
+    by_path = client.post("/jobs", json={**JOB, "dataset": path_spec})
+    assert by_path.status_code == 422 and "cannot name a file" in str(by_path.json()["detail"])
     assert client.get("/jobs").json()["total"] == 1
 
 

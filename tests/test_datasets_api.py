@@ -89,7 +89,7 @@ def test_csv_upload_infers_types_and_a_job_can_use_it(client: TestClient, settin
             b"a,b\n1,2\n\xff\xfe,secret\n",
             {"target": "b"},
             422,
-            "the CSV is not UTF-8 text (byte 0xff at line 3); save it as UTF-8 CSV",
+            "the CSV is not UTF-8 text (line 3); save it as UTF-8",
         ),
         ("notes.txt", b"hello", {}, 422, "upload a .csv"),
         ("big.csv", b"x,label\n" + b"1,2\n" * 20_000, {"target": "label"}, 413, "0.05 MB"),

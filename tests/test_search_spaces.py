@@ -88,12 +88,14 @@ def test_settings_override_the_defaults_and_unknown_settings_are_refused() -> No
         (42, "a search space is a name or a mapping"),
         ({"settings": {}}, "needs 'name'"),
         ({"name": "mlp", "decisions": []}, "give a 'template'"),
-        ({"keras_tuner": "no_colon"}, "must look like 'package.module:build'"),
-        ({"keras_tuner": "missing_pkg.models:build"}, "module 'missing_pkg.models' cannot be found"),
+        ({"keras_tuner": "no_colon"}, "'no_colon' is not registered on this service; registered: .*kt_ex"),
+        ({"keras_tuner": "missing_pkg.models:build"}, "'missing_pkg.models:build' is not registered"),
+        ({"keras_tuner": "os:system"}, "keras_tuner build function 'os:system' is not registered"),
+        ({"keras_tuner": 7}, "must be the name of a registered build"),
         ({"keras_tuner": KT_REFERENCE, "decisions": []}, "takes only 'keras_tuner' and 'name'"),
         (
             {"name": "s", "builder": "no_such_module:build", "decisions": [{"name": "a", "options": [1]}]},
-            "builder 'no_such_module:build': module 'no_such_module' cannot be found",
+            "builder 'no_such_module:build' is not registered on this service",
         ),
     ],
 )
@@ -105,6 +107,9 @@ def test_bad_descriptions_say_what_to_fix(spec: object, message: str) -> None:
 def test_keras_tuner_reference_is_checked_only_for_shape_and_module() -> None:
     spec = {"keras_tuner": KT_REFERENCE}
     assert check_space_spec(spec) == {"keras_tuner": KT_REFERENCE, "name": KT_REFERENCE}
+    # A registered name stands for its reference.
+    by_name = check_space_spec({"keras_tuner": "kt_example"})
+    assert by_name == {"keras_tuner": KT_REFERENCE, "name": "kt_example"}
 
 
 def test_space_must_fit_the_kind_of_data() -> None:
@@ -404,7 +409,7 @@ def test_keras_tuner_build_must_compile_and_match_the_data(digits: Dataset) -> N
     binary = DataInfo(input_shape=(8, 8, 1), num_classes=2, kind="image")
     with pytest.raises(SpaceError, match="10 outputs; this data needs 2"):
         _build(space, space.sample(random.Random(0)), binary)
-    with pytest.raises(SpaceError, match="cannot load KerasTuner build function"):
+    with pytest.raises(SpaceError, match="cannot load keras_tuner build function"):
         space_from_build("tests.kt_build_example:missing")
 
 

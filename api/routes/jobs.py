@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
-from api.deps import JobDep, SettingsDep, StoreDep, TeamDep
+from api.deps import MAX_OFFSET, JobDep, SettingsDep, StoreDep, TeamDep
 from api.schemas import (
     JobCreate,
     JobPublic,
@@ -91,7 +91,7 @@ def submit_job(
 def list_jobs(
     store: StoreDep,
     team: TeamDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobsPublic:
     """The team's jobs, newest first."""
@@ -108,7 +108,7 @@ def get_job(job: JobDep, store: StoreDep) -> JobPublic:
 def list_trials(
     job: JobDep,
     store: StoreDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     sort: Annotated[str, Query(pattern="^(number|reward)$")] = "number",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",

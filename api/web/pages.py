@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.deps import KEY_COOKIE, SettingsDep, StoreDep
+from api.deps import KEY_COOKIE, MAX_OFFSET, SettingsDep, StoreDep
+from api.guards import AuthFailures, client_address
 from api.web import forms
 from l2l.service import jobs as service
 from l2l.service.datasets import DatasetError
@@ -79,9 +80,18 @@ async def login(request: Request, store: StoreDep) -> Response:
     values = forms.parse_form(await request.body())
     key = values.get("key", "").strip()
     target = _safe_next(values.get("next"))
+    failures: AuthFailures = request.app.state.auth_failures
+    client = client_address(request.scope)
+    wait = failures.retry_after(client)
+    if wait is not None:  # the login form is a way to guess keys too: the same limit applies
+        message = f"Too many failed sign-ins from this address; try again in {wait} s."
+        response = _render(request, "login.html", 429, next=target, error=message)
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         service.authenticate(store, key)
     except service.Unauthorized as error:
+        failures.failed(client)
         message = "Enter your team's API key." if not key else str(error)
         return _render(request, "login.html", status.HTTP_401_UNAUTHORIZED, next=target, error=message)
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
@@ -108,7 +118,7 @@ def logout() -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(
-    request: Request, store: StoreDep, team: PageTeam, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, store: StoreDep, team: PageTeam, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
     jobs, total = store.list_jobs(offset=offset, limit=JOBS_PER_PAGE, team_id=team.id)
     rows = []

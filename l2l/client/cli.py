@@ -41,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     create_team.add_argument("--max-accelerators-per-job", type=float)
     new_key = admin.add_parser("new-key", help="print a further API key for an existing team")
     new_key.add_argument("name")
+    revoke = admin.add_parser("revoke-key", help="revoke every key of a team; they stop working at once")
+    revoke.add_argument("name")
+    add_dataset = admin.add_parser(
+        "add-dataset",
+        help="make a file on this server a dataset of a team (checked as an upload is; the file is copied)",
+    )
+    add_dataset.add_argument("path", help=".csv, .npz (arrays x, y) or .zip of class folders")
+    add_dataset.add_argument("--team", required=True, help="the team that will own the dataset")
+    add_dataset.add_argument("--target", help="a CSV's column to predict")
+    add_dataset.add_argument("--name", help="the dataset's name (default: the file's)")
+    add_dataset.add_argument("--task", choices=("classification", "regression"))
     demo = commands.add_parser("demo", help="start the service and run a small REINFORCE search on digits")
     demo.add_argument("--trials", type=int, default=24)
     demo.add_argument("--epochs", type=int, default=4)
@@ -111,7 +122,13 @@ def _admin(args: argparse.Namespace) -> int:
 
     store = _store()
     store.migrate()
+    if args.admin == "add-dataset":
+        return _add_dataset(store, args)
     try:
+        if args.admin == "revoke-key":
+            revoked = store.revoke_api_keys(store.team_by_name(args.name).id)
+            print(f"revoked {revoked} key(s) of team {args.name}; issue a new one with 'l2l admin new-key'")
+            return 0
         if args.admin == "create-team":
             limits = {
                 "max_concurrent_jobs": args.max_concurrent_jobs,
@@ -127,6 +144,39 @@ def _admin(args: argparse.Namespace) -> int:
     # The key alone on stdout, so scripts can capture it; the advice on stderr.
     print(f"API key for team {team.name} (shown once; keep it secret):", file=sys.stderr)
     print(key)
+    return 0
+
+
+def _add_dataset(store: Any, args: argparse.Namespace) -> int:
+    """A server-side file becomes a team's dataset through the upload's own checks and limits."""
+    from pathlib import Path
+
+    from l2l.service.datasets import DatasetError
+    from l2l.service.uploads import save_upload
+    from l2l.store import NotFound
+
+    path = Path(args.path)
+    try:
+        team = store.team_by_name(args.team)
+        with path.open("rb") as stream:
+            dataset = save_upload(
+                store,
+                get_settings(),
+                team.id,
+                path.name,
+                stream,
+                name=args.name,
+                target=args.target,
+                task=args.task,
+            )
+    except NotFound as error:
+        raise UserFacingError(str(error)) from None
+    except OSError as error:
+        raise UserFacingError(f"cannot read {path}: {error.strerror or error}") from None
+    except DatasetError as error:
+        raise UserFacingError(f"{path}: {error}") from None
+    print(f"dataset {dataset.id} ({dataset.name}) of team {team.name}", file=sys.stderr)
+    print(f'{{"id": {dataset.id}}}')  # what a job names it as, alone on stdout for scripts
     return 0
 
 

@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,32 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "nmt": {"batch_size": 128, "seq_len": 40, "hidden": 1024, "vocab": 32000, "layers": 4},
 }
 BENCHMARK_GRAPHS: tuple[str, ...] = tuple(_DEFAULTS)
+
+
+#: The largest value a benchmark's integer size may take (a request's options are data, bounded).
+MAX_SIZE = 1 << 20
+
+
+def check_benchmark_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise ValueError unless ``options`` override only ``name``'s sizes, each with a sane value.
+
+    A request's options are sizes, nothing else: never a keyword such as ``cache_dir``.
+    """
+    if name not in _DEFAULTS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARK_GRAPHS)}")
+    unknown = sorted(set(options) - set(_DEFAULTS[name]))
+    if unknown:
+        named = ", ".join(map(repr, unknown[:10]))
+        raise ValueError(f"{name} has no size {named}; it takes {', '.join(_DEFAULTS[name])}")
+    for key, value in options.items():
+        default = _DEFAULTS[name][key]
+        if isinstance(default, str):
+            if not isinstance(value, str) or len(value) > 40:
+                raise ValueError(f"{key} must be a short name like {default!r}")
+        elif (value is not None or default is not None) and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE
+        ):
+            raise ValueError(f"{key} must be a whole number from 1 to {MAX_SIZE}")
 
 
 def benchmark_graph(name: str, *, cache_dir: str | Path | None = None, **overrides: Any) -> OpGraph:

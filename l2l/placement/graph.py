@@ -156,7 +156,11 @@ class OpGraph:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise GraphError(f"not valid JSON: {exc}") from None
+            raise GraphError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        except UnicodeDecodeError:
+            raise GraphError("not valid JSON: the bytes are not UTF-8 text") from None
+        except RecursionError:
+            raise GraphError("not valid JSON: nested too deeply") from None
         return cls.from_dict(data)
 
 

@@ -1,23 +1,24 @@
 """The datasets a job can train on, checked cheaply and loaded with a seeded split.
 
-A dataset spec is a built-in name that needs no download (``"digits"``,
-``"breast_cancer"``, ``"wine"`` from scikit-learn, or ``{"name": "digits"}``) or a
-CSV file: ``{"name": "csv", "path": "/abs/file.csv", "target": "column"}``, with an
-optional ``"task"`` ("classification" or "regression") overriding the guess.
+What a team may name (:func:`check_team_dataset`) is a built-in that needs no download
+(``"digits"``, ``"breast_cancer"``, ``"wine"`` from scikit-learn, or ``{"name": "digits"}``);
+its own uploads it names as ``{"id": N}``, which the service layer resolves. A team never
+names a file: file specs (``{"name": "csv" | "npz", "path": ...}``) are written only by the
+server, when an upload or ``l2l admin add-dataset`` has checked the file, and are stored
+with the dataset's row.
 
-:func:`check_dataset_spec` is what the API calls: pure Python and the ``csv``
-module, no NumPy or scikit-learn. :func:`load_dataset` makes the arrays a worker
-trains on. No Keras here; what a builder needs to know is the returned
-:class:`~search_spaces.spec.DataInfo`.
+:func:`check_dataset_spec` checks such a stored spec (pure Python and the ``csv`` module,
+no NumPy or scikit-learn); :func:`load_dataset` makes the arrays a worker trains on. No
+Keras here; what a builder needs to know is the returned :class:`~search_spaces.spec.DataInfo`.
+Error messages speak of "the CSV" and give line numbers, never a file's path or content.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +72,35 @@ class Dataset:
 
 
 def dataset_names() -> list[str]:
-    """The built-in datasets; ``"csv"`` is always available too."""
+    """The built-in datasets."""
     return sorted(BUILT_IN_KINDS)
+
+
+def check_team_dataset(spec: Any) -> dict[str, Any]:
+    """A dataset as a team may name it in a job: a built-in, by name or ``{"name": ...}``.
+
+    A file spec (a ``path``, or the ``csv`` / ``npz`` formats) is refused without touching
+    the file system: a team's files come in as uploads and are named by their id.
+    """
+    if isinstance(spec, Mapping) and ("path" in spec or spec.get("name") in FILE_FORMATS):
+        raise DatasetError(
+            "a job cannot name a file on the server; upload the file (POST /datasets) and name it "
+            'as {"id": N}, or use a built-in: ' + ", ".join(dataset_names())
+        )
+    if isinstance(spec, Mapping) and "id" in spec:
+        raise DatasetError('an uploaded dataset {"id": N} is resolved by the service, not here')
+    if not isinstance(spec, (str, Mapping)) or _given_name(spec) not in BUILT_IN_KINDS:
+        shown = _given_name(spec)
+        raise DatasetError(
+            f"unknown dataset {shown!r}; choose one of {', '.join(dataset_names())} "
+            'or an uploaded dataset as {"id": N}'
+        )
+    return check_dataset_spec(spec)
+
+
+def _given_name(spec: Any) -> str | None:
+    name = spec.get("name") if isinstance(spec, Mapping) else spec
+    return name[:100] if isinstance(name, str) else None
 
 
 def dataset_kind(spec: str | Mapping[str, Any]) -> str:
@@ -84,11 +112,12 @@ def dataset_kind(spec: str | Mapping[str, Any]) -> str:
 
 
 def check_dataset_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a spec and return it normalised with ``kind`` and ``task``.
+    """Validate a spec the server wrote (or a built-in) and return it normalised with ``kind``
+    and ``task``. Never call it on a team's spec: use :func:`check_team_dataset`.
 
-    For a CSV this reads the file once with the ``csv`` module: the path must be
-    readable, the target a column of the header, at least :data:`MIN_ROWS` rows must
-    have a target and the target must take at least two values.
+    For a CSV this reads the file once with the ``csv`` module: the target must be a
+    column of the header, at least :data:`MIN_ROWS` rows must have a target and the
+    target must take at least two values.
     """
     name = _name_of(spec)
     given = {"name": name} if isinstance(spec, str) else dict(spec)
@@ -103,7 +132,10 @@ def check_dataset_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
         normalised = {"name": name, "kind": BUILT_IN_KINDS[name], "task": "classification"}
     for key in ("split_seed", "dataset_id"):
         if key in given:
-            normalised[key] = int(given[key])
+            value = given[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+                raise DatasetError(f"dataset {key} must be a whole number from 0 to 2^63 - 1")
+            normalised[key] = value
     for key in ("kind", "task"):
         if key in given and given[key] != normalised[key]:
             raise DatasetError(f"dataset {name!r} has {key} {normalised[key]!r}, not {given[key]!r}")
@@ -150,8 +182,8 @@ def _name_of(spec: Any) -> str:
     else:
         raise DatasetError(f"a dataset is a name or a mapping, got {type(spec).__name__}")
     if name not in FILE_FORMATS and name not in BUILT_IN_KINDS:
-        choices = ", ".join([*dataset_names(), "csv", "an uploaded dataset's id"])
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {choices}")
+        choices = ", ".join([*dataset_names(), "an uploaded dataset's id"])
+        raise DatasetError(f"unknown dataset {_given_name(spec)!r}; choose one of {choices}")
     return str(name)
 
 
@@ -169,61 +201,106 @@ def _check_csv_spec(given: Mapping[str, Any]) -> dict[str, Any]:
         raise DatasetError("a csv dataset needs 'target', the name of the column to predict")
     path = os.path.abspath(path)
     header, rows = read_csv(path)
+    return {"name": "csv", "path": path, **check_csv_rows(header, rows, target, given.get("task"))}
+
+
+def check_csv_rows(header: list[str], rows: list[list[str]], target: str, task: str | None) -> dict[str, Any]:
+    """``target``, ``kind`` and ``task`` of a CSV read by :func:`read_csv`; DatasetError if unusable."""
     if target not in header:
-        raise DatasetError(f"target column {target!r} is not in {path}; its columns are {', '.join(header)}")
+        raise DatasetError(f"target column {target!r} is not in the CSV; its columns are {_listed(header)}")
     if len(header) < 2:
-        raise DatasetError(f"{path} has no feature columns besides the target {target!r}")
+        raise DatasetError(f"the CSV has no feature columns besides the target {target!r}")
     column = header.index(target)
     labels = [row[column] for row in rows if not is_missing(row[column])]
     if len(labels) < MIN_ROWS:
         raise DatasetError(
-            f"{path} has {len(labels)} rows with a {target!r} value; at least {MIN_ROWS} needed"
+            f"the CSV has {len(labels)} rows with a {target!r} value; at least {MIN_ROWS} needed"
         )
-    task = given.get("task") or guess_task(labels)
+    task = task or guess_task(labels)
     if task not in TASKS:
         raise DatasetError(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     distinct = set(labels)
     if len(distinct) < 2:
-        raise DatasetError(f"target {target!r} in {path} has a single value {labels[0]!r}; nothing to learn")
+        raise DatasetError(f"target {target!r} of the CSV has a single value {labels[0]!r}; nothing to learn")
     if task == "regression" and not all(as_number(v) is not None for v in labels):
-        raise DatasetError(f"target {target!r} in {path} has non-numeric values; regression needs numbers")
-    return {"name": "csv", "path": path, "target": target, "kind": "tabular", "task": task}
+        raise DatasetError(f"target {target!r} of the CSV has non-numeric values; regression needs numbers")
+    return {"target": target, "kind": "tabular", "task": task}
 
 
 def _check_npz_spec(given: Mapping[str, Any]) -> dict[str, Any]:
     # Written by the upload check, which has looked inside already; here only what could change.
     path = given.get("path")
     if not isinstance(path, str) or not os.path.isfile(path):
-        raise DatasetError(f"the dataset file {path!r} is missing")
+        raise DatasetError("the dataset's file is missing on the server; upload it again")
     kind, task = given.get("kind"), given.get("task")
     if kind not in ("image", "tabular") or task not in TASKS:
         raise DatasetError("an npz dataset needs 'kind' (image or tabular) and 'task'")
     return {"name": "npz", "path": path, "kind": kind, "task": task}
 
 
-def read_csv(path: str) -> tuple[list[str], list[list[str]]]:
+def read_csv(
+    path: str,
+    max_rows: int | None = None,
+    max_columns: int | None = None,
+    max_cells: int | None = None,
+    tick: Callable[[], None] | None = None,
+) -> tuple[list[str], list[list[str]]]:
+    """The header and the non-blank rows of a CSV, in time linear in its size.
+
+    Errors give line numbers and general words, never the file's path or content (a cell,
+    a decoder's byte): the file may be anything. ``max_rows``, ``max_columns`` and
+    ``max_cells`` (rows times columns) stop the read as soon as one is passed; ``tick`` is
+    called every thousand rows (an upload's deadline raises from it).
+    """
+    header: list[str] = []
+    rows: list[list[str]] = []
+    if max_columns is not None:
+        _refuse_wide_lines(path, max_columns)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError as error:
-        raise DatasetError(f"{path} does not exist") from error
-    except OSError as error:
-        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from error
-    text = decode_text(raw, path)
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""))
-        header = [name.strip() for name in next(reader, [])]
-        rows = [row for row in reader if any(cell.strip() for cell in row)]
+        # utf-8-sig drops the byte-order mark spreadsheets put before the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            if max_columns is not None and len(header) > max_columns:
+                raise DatasetError(
+                    f"the CSV has {len(header)} columns; this service takes at most {max_columns}"
+                )
+            if max_cells is not None and max_rows is not None:
+                max_rows = min(max_rows, max_cells // max(len(header), 1))
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    if max_rows is not None and len(rows) > max_rows:
+                        raise DatasetError(
+                            f"the CSV has more than {max_rows} rows of {len(header)} columns, "
+                            "this service's limit"
+                        )
+                    if tick is not None and len(rows) % 1000 == 0:
+                        tick()
+    except FileNotFoundError:
+        raise DatasetError("the CSV file is missing on the server; upload it again") from None
+    except UnicodeDecodeError:
+        line = _line_of_bad_byte(path)
+        raise DatasetError(
+            f"the CSV is not UTF-8 text (line {line}); save it as UTF-8 and upload it again"
+        ) from None
     except csv.Error as error:
-        raise DatasetError(f"{path} is not a readable CSV: {error}") from error
+        # The csv module's messages describe the format (e.g. "field larger than field limit"),
+        # never the content; the line number is the reader's.
+        raise DatasetError(f"the CSV cannot be parsed at line {reader.line_num}: {error}") from None
+    except OSError:
+        raise DatasetError("the CSV file cannot be read on the server; upload it again") from None
     if not header:
-        raise DatasetError(f"{path} is empty; it needs a header row naming the columns")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+        raise DatasetError("the CSV is empty; it needs a header row naming the columns")
+    seen: set[str] = set()
+    duplicates: set[str] = set()
+    for name in header:  # linear: a 100k-column header is checked in one pass
+        (duplicates if name in seen else seen).add(name)
     if duplicates:
-        raise DatasetError(f"{path} repeats columns {duplicates}")
+        raise DatasetError(f"the CSV repeats the columns {_listed(sorted(duplicates))}")
     for number, row in enumerate(rows, start=2):
         if len(row) != len(header):
-            raise DatasetError(f"{path} line {number} has {len(row)} fields; the header has {len(header)}")
+            raise DatasetError(f"the CSV's line {number} has {len(row)} fields; the header has {len(header)}")
     return header, rows
 
 
@@ -237,9 +314,52 @@ def decode_text(raw: bytes, what: str) -> str:
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         raise DatasetError(
-            f"{what} is not UTF-8 text (byte 0x{raw[error.start]:02x} at line {line}); "
+            f"{what} is not UTF-8 text (line {line}); "
             "save it as UTF-8 CSV (in a spreadsheet: Save as, CSV UTF-8)"
         ) from None
+
+
+def _refuse_wide_lines(path: str, max_columns: int) -> None:
+    """Refuse a CSV with a line of more than ``max_columns`` fields before any line is parsed.
+
+    Streams the bytes in chunks and counts commas per line (an upper bound: quoted commas
+    count too), so neither a huge header nor one endless row is ever held in memory.
+    """
+    widest = current = 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                pieces = chunk.split(b"\n")
+                current += pieces[0].count(b",")
+                for piece in pieces[1:]:
+                    widest, current = max(widest, current), piece.count(b",")
+                if max(widest, current) + 1 > max_columns:
+                    raise DatasetError(
+                        f"a line of the CSV has more than {max_columns} fields; "
+                        f"this service takes at most {max_columns} columns"
+                    )
+    except OSError:
+        raise DatasetError("the CSV file cannot be read on the server; upload it again") from None
+
+
+def _listed(names: Sequence[str], most: int = 20) -> str:
+    """Column names for a message: a few, each cut short, so a huge header is not echoed whole."""
+    shown = [name[:40] for name in names[:most]]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more
+
+
+def _line_of_bad_byte(path: str) -> int:
+    """The line (1-based) where the first byte that is not UTF-8 sits; read in binary, streamed."""
+    line = 1
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return line
+            line += 1
+    return line
 
 
 def guess_task(labels: Sequence[str]) -> str:
@@ -354,7 +474,7 @@ def _load_csv(spec: Mapping[str, Any], seed: int, fractions: tuple[float, float]
             if encoder is not None:
                 encoders.append((column, encoder))
     if not encoders:
-        raise DatasetError(f"{spec['path']} has no usable feature column (all values missing)")
+        raise DatasetError("the CSV has no usable feature column (all values missing)")
     xs = [
         np.concatenate([e.transform([rows[i][c] for i in part]) for c, e in encoders], axis=1).astype(
             np.float32

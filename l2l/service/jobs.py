@@ -16,7 +16,6 @@ import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any, BinaryIO
 
 import httpx
@@ -144,12 +143,11 @@ def submit_job(
 
     ``idempotency`` is (key, request hash) to store with the job (see :func:`submit_job_once`).
     """
-    data_name, rows = None, None
+    data_name, rows, uploaded = None, None, None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
         uploaded = _uploaded_dataset(store, spec.dataset, team)
         data_name, rows = uploaded.pop("display_name"), uploaded.pop("rows")
-        spec = spec.model_copy(update={"dataset": uploaded})
-    normalised = validate_job(spec, settings, rows)
+    normalised = validate_job(spec, settings, rows, uploaded)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
     if "warm_start" in normalised:
@@ -229,18 +227,19 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
     extra = sorted(set(given) - {"id"})
     if extra:
         raise InvalidJob(f"dataset: an uploaded dataset is named by its id alone; remove {extra}")
+    dataset_id = given["id"]
+    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 0 < dataset_id < 2**63:
+        raise InvalidJob("dataset: an uploaded dataset's id is a positive whole number; see GET /datasets")
     try:
-        dataset = store.get_dataset(int(given["id"]), team.id if team else None)
-    except (NotFound, TypeError, ValueError):
-        raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
+        dataset = store.get_dataset(dataset_id, team.id if team else None)
+    except NotFound:
+        raise InvalidJob(f"dataset: no uploaded dataset {dataset_id} here; see GET /datasets") from None
     rows = dataset.summary.get("rows")
     return {**dataset.spec, "dataset_id": dataset.id, "display_name": dataset.name, "rows": rows}
 
 
 def _dataset_name(dataset: Mapping[str, Any]) -> str:
-    """What a job's name calls its data: a built-in's name, or a CSV file's name without ".csv"."""
-    if dataset.get("path"):
-        return PurePath(dataset["path"]).stem
+    """What a job's name calls a built-in dataset (an upload goes by its own name)."""
     return str(dataset["name"])
 
 

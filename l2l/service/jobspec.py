@@ -22,7 +22,7 @@ import controller
 import search_spaces
 from controller.early_stopping import EarlyStoppingError, check_early_stopping
 from controller.placement import check_placement_options
-from l2l.placement.benchmarks import BENCHMARK_GRAPHS
+from l2l.placement.benchmarks import BENCHMARK_GRAPHS, check_benchmark_options
 from l2l.placement.cluster import PRESETS, ClusterError, get_cluster
 from l2l.rewards import DEFAULT_OBJECTIVES, PLACEMENT_OBJECTIVE
 from l2l.service import datasets
@@ -60,7 +60,7 @@ def _positive_resources(resources: dict[str, float]) -> dict[str, float]:
 
 
 class Budget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     trials: int = Field(ge=1, description="How many architectures to train in all.")
     concurrency: int = Field(default=1, ge=1, description="How many trials train at the same time.")
@@ -102,14 +102,14 @@ class Budget(BaseModel):
 
 
 class StrategyChoice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(default="reinforce", description="random, evolution or reinforce.")
     options: dict[str, Any] = Field(default_factory=dict, description="The strategy's own settings.")
 
 
 class Objective(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     metric: str = Field(description="A Keras metric of the validation data, e.g. val_accuracy.")
     mode: str = Field(default="max", pattern="^(max|min)$")
@@ -134,7 +134,7 @@ class Objective(BaseModel):
 
 
 class WarmStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     job_id: int = Field(
         description="An earlier job of the same team, strategy and search decisions (another "
@@ -147,7 +147,7 @@ class Hardware(BaseModel):
     training step simulated; the worker reports its seconds as the metric ``step_time``,
     which an objective with ``cost: "step_time"`` trades against accuracy (MnasNet)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     cluster: str | dict[str, Any] = Field(
         description='A ready-made cluster ("4gpu-pcie", ...) or one described as '
@@ -163,7 +163,7 @@ class GraphSource(BaseModel):
     """What a placement job places: exactly one of a benchmark model, the model of an earlier
     search job of the same team, or an op graph the team uploaded (``POST /graphs``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     benchmark: str | None = Field(default=None, description=f"One of {', '.join(BENCHMARK_GRAPHS)}.")
     options: dict[str, Any] | None = Field(
@@ -196,7 +196,7 @@ class PlacementStrategyChoice(StrategyChoice):
 class Placement(BaseModel):
     """A placement job: which device runs each op of one model's training step."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     graph: GraphSource
     cluster: str | dict[str, Any] = Field(
@@ -229,7 +229,7 @@ class Placement(BaseModel):
 class JobSpec(BaseModel):
     """A job as submitted: a search (the default) or, with ``kind: "placement"``, a placement."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["search", "placement"] = Field(
         default="search", description="search: find an architecture; placement: place a model on devices."
@@ -237,14 +237,15 @@ class JobSpec(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     dataset: str | dict[str, Any] | None = Field(
         default=None,
-        description='A search\'s data: "digits", "breast_cancer", "wine", {"id": N} (an upload), or '
-        '{"name": "csv", "path": ..., "target": ...}.',
+        description='A search\'s data: "digits", "breast_cancer", "wine", or {"id": N}, a dataset of '
+        "this team (POST /datasets, or one an admin added). A job never names a file.",
     )
     space: str | dict[str, Any] | None = Field(
         default=None,
         description='A search\'s space (default: chosen from the data, see default_space): "mlp", '
         '"nb201_cell", {"name": "nb201_cell", "settings": {...}}, '
-        'a custom description with "template" and "decisions", or {"keras_tuner": "module:build"}.',
+        'a custom description with "template" and "decisions", or {"keras_tuner": NAME}, a build(hp) '
+        "function an admin registered (the 422 lists them).",
     )
     strategy: str | StrategyChoice = Field(default="reinforce")
     budget: Budget | None = Field(default=None, description="A search's budget (required for a search).")
@@ -364,11 +365,19 @@ def default_epochs(rows: int | None, batch_size: int = 32) -> int:
     return min(high, max(low, math.ceil(TARGET_STEPS / steps_per_epoch)))
 
 
-def validate_job(spec: JobSpec, settings: Settings, rows: int | None = None) -> dict[str, Any]:
+def validate_job(
+    spec: JobSpec,
+    settings: Settings,
+    rows: int | None = None,
+    uploaded: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Check a submitted job against our registries and limits; return its normalised form.
 
     ``rows`` is the dataset's size where the caller knows it (an upload's summary); the
     defaults of a job that names no space or epochs are chosen from it and the data's kind.
+    ``uploaded`` is the stored spec of the dataset a job names as ``{"id": N}``, which the
+    service layer looked up for the team (this module has no database); any other dataset
+    must be a built-in: a job never names a file.
     """
     if spec.kind == "placement":
         return _validate_placement(spec, settings)
@@ -382,8 +391,14 @@ def validate_job(spec: JobSpec, settings: Settings, rows: int | None = None) -> 
     if budget.epochs is not None and budget.epochs > limits.max_epochs:
         raise InvalidJob(f"budget.epochs is {budget.epochs}; at most {limits.max_epochs}")
 
+    _check_resources(budget.resources, settings)
     try:
-        dataset = datasets.check_dataset_spec(spec.dataset)
+        if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
+            if uploaded is None:
+                raise datasets.DatasetError('an uploaded dataset {"id": N} must be looked up for its team')
+            dataset = datasets.check_dataset_spec(uploaded)
+        else:
+            dataset = datasets.check_team_dataset(spec.dataset)
     except datasets.DatasetError as error:
         raise InvalidJob(f"dataset: {error}") from error
     rows = rows if rows is not None else datasets.BUILT_IN_ROWS.get(dataset["name"])
@@ -466,6 +481,13 @@ def _check_objective_metrics(objective: Mapping[str, Any], known: list[str] | No
             )
 
 
+def _check_resources(resources: Mapping[str, float], settings: Settings) -> None:
+    floor = settings.security.min_cpu_per_trial
+    cpu = resources.get("CPU")
+    if cpu is not None and cpu < floor:
+        raise InvalidJob(f"budget.resources.CPU is {cpu:g}; a trial needs at least {floor:g} CPU")
+
+
 def _validate_hardware(
     spec: JobSpec, space: Mapping[str, Any], objective: Mapping[str, Any]
 ) -> dict[str, Any] | None:
@@ -499,6 +521,12 @@ def _validate_placement(spec: JobSpec, settings: Settings) -> dict[str, Any]:
             f"choose one of {', '.join(BENCHMARK_GRAPHS)}"
         )
     graph = source.model_dump(exclude_none=True)
+    if source.benchmark is not None:
+        try:
+            check_benchmark_options(source.benchmark, source.options or {})
+        except ValueError as error:
+            raise InvalidJob(f"placement.graph.options: {error}") from None
+    _check_resources(placement.resources, settings)
     batch_size = placement.batch_size
     if source.benchmark is not None:
         graph["options"] = dict(source.options or {})

@@ -9,7 +9,9 @@ message says what to fix; a failed upload leaves no file and no row behind.
 from __future__ import annotations
 
 import io
+import math
 import shutil
+import time
 import uuid
 import zipfile
 from collections import Counter
@@ -20,7 +22,7 @@ from typing import Any, BinaryIO
 from l2l.service import datasets
 from l2l.service.datasets import MIN_ROWS, DatasetError
 from l2l.service.preprocessing import as_number, is_missing
-from l2l.settings import Settings
+from l2l.settings import Settings, UploadSettings
 from l2l.store import Store
 from l2l.store.records import DatasetRecord
 
@@ -34,6 +36,22 @@ class UploadTooLarge(DatasetError):
     pass
 
 
+class Deadline:
+    """The time an upload's check may take; :meth:`check` raises once it has passed.
+
+    The check runs in a worker thread (a thread cannot be killed), so its loops call
+    :meth:`check` between rows and files and stop themselves.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise DatasetError(f"checking the upload took more than {self.seconds:g} s, this service's limit")
+
+
 def save_upload(
     store: Store,
     settings: Settings,
@@ -45,28 +63,36 @@ def save_upload(
     target: str | None = None,
     task: str | None = None,
 ) -> DatasetRecord:
+    """Check an upload against the limits of ``settings.uploads`` and keep it for the team.
+
+    Every size (bytes, decompressed bytes, files in a zip, pixels, rows, columns, cells) is
+    checked from headers or while streaming, before the memory it would take is spent.
+    """
     suffix = Path(filename or "").suffix.lower()
     if suffix not in (".csv", ".npz", ".zip"):
         raise DatasetError(
-            f"cannot use {filename!r}: upload a .csv (with a target column), "
+            f"cannot use {filename[:100]!r}: upload a .csv (with a target column), "
             "a .npz with arrays x and y, or a .zip of image folders (one folder per class)"
         )
     if suffix == ".csv" and not target:
         raise DatasetError("a CSV upload needs 'target', the name of the column to predict")
+    limits = settings.uploads
+    deadline = Deadline(limits.max_seconds)
     folder = settings.data_dir.resolve() / "datasets" / uuid.uuid4().hex
     folder.mkdir(parents=True)
     try:
         raw = folder / f"upload{suffix}"
         _copy_limited(stream, raw, settings.api.max_upload_mb)
         if suffix == ".csv":
-            spec, summary = _check_csv(raw, target or "", task)
+            spec, summary = _check_csv(raw, target or "", task, limits, deadline)
         elif suffix == ".npz":
-            spec, summary = _check_npz(raw, task)
+            spec, summary = _check_npz(raw, task, limits)
         else:
-            spec, summary = _images_to_npz(raw, folder / "images.npz")
+            spec, summary = _images_to_npz(raw, folder / "images.npz", limits, deadline)
             raw.unlink()
         spec["split_seed"] = 0  # split once: every job on this dataset sees the same parts
-        return store.create_dataset(team_id, name or Path(filename).stem, spec, summary)
+        title = (name or Path(filename).stem or "dataset")[:200]
+        return store.create_dataset(team_id, title, spec, summary)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -96,26 +122,30 @@ def _copy_limited(stream: BinaryIO, path: Path, limit_mb: float) -> None:
         raise DatasetError("the uploaded file is empty")
 
 
-def _check_csv(path: Path, target: str, task: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    given: dict[str, Any] = {"name": "csv", "path": str(path), "target": target}
-    if task:
-        given["task"] = task
-    try:
-        spec = datasets.check_dataset_spec(given)
-    except DatasetError as error:
-        # The stored file's name means nothing to the user; speak of "the CSV".
-        raise DatasetError(str(error).replace(str(path), "the CSV")) from None
-    loaded = datasets.load_dataset(spec)
-    header, rows = datasets.read_csv(str(path))
+def _check_csv(
+    path: Path, target: str, task: str | None, limits: UploadSettings, deadline: Deadline
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    if task is not None and task not in datasets.TASKS:
+        raise DatasetError(f"task must be one of {', '.join(datasets.TASKS)}")
+    header, rows = datasets.read_csv(
+        str(path), limits.max_rows, limits.max_columns, limits.max_csv_cells, deadline.check
+    )
+    spec = {"name": "csv", "path": str(path), **datasets.check_csv_rows(header, rows, target, task)}
     columns = {}
     for index, column in enumerate(header):
         cells = [row[index] for row in rows]
         missing = sum(is_missing(cell) for cell in cells)
         numeric = all(as_number(c) is not None for c in cells if not is_missing(c))
         columns[column] = {"type": "number" if numeric else "text", "missing": missing}
+        if index % 100 == 0:
+            deadline.check()
+    row_count = len(rows)
+    del rows
+    loaded = datasets.load_dataset(spec)
+    deadline.check()
     summary = {
         "format": "csv",
-        "rows": len(rows),
+        "rows": row_count,
         "columns": columns,
         "target": target,
         "task": spec["task"],
@@ -125,66 +155,155 @@ def _check_csv(path: Path, target: str, task: str | None) -> tuple[dict[str, Any
     return spec, summary
 
 
-def _check_npz(path: Path, task: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _zip_members(bundle: zipfile.ZipFile, limits: UploadSettings, what: str) -> list[zipfile.ZipInfo]:
+    """The archive's members, refused from its directory alone if there are too many or they
+    unpack to more than the limit (reads stop at each member's declared size, so it holds)."""
+    members = bundle.infolist()
+    if len(members) > limits.max_zip_members:
+        raise DatasetError(
+            f"{what} has {len(members)} files; this service takes at most {limits.max_zip_members}"
+        )
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > limits.max_unzipped_mb * (1 << 20):
+        raise DatasetError(
+            f"{what} unpacks to {unpacked / (1 << 20):.0f} MB; this service takes at most "
+            f"{limits.max_unzipped_mb:g} MB"
+        )
+    return members
+
+
+def _npy_header(bundle: zipfile.ZipFile, member: zipfile.ZipInfo) -> tuple[tuple[int, ...], Any]:
+    """Shape and dtype of an ``.npy`` member, read from its header: no data is loaded."""
     import numpy as np
 
+    with bundle.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    return tuple(int(d) for d in shape), dtype
+
+
+def _check_npz(path: Path, task: str | None, limits: UploadSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An ``.npz`` checked from its arrays' headers: ``x`` is never loaded here, only ``y``."""
+    import numpy as np
+
+    if task is not None and task not in datasets.TASKS:
+        raise DatasetError(f"task must be one of {', '.join(datasets.TASKS)}")
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            if "x" not in arrays or "y" not in arrays:
-                raise DatasetError(f"the .npz needs arrays named x and y; it has {sorted(arrays.files)}")
-            x, y = arrays["x"], arrays["y"]
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        if isinstance(error, DatasetError):
-            raise
-        raise DatasetError(f"cannot read the .npz file: {error}") from None
-    if x.ndim < 2 or len(x) != len(y) or y.ndim != 1:
+        with zipfile.ZipFile(path) as bundle:
+            members = {m.filename: m for m in _zip_members(bundle, limits, "the .npz")}
+            if "x.npy" not in members or "y.npy" not in members:
+                names = sorted(n.removesuffix(".npy") for n in members)[:20]
+                raise DatasetError(f"the .npz needs arrays named x and y; it has {names}")
+            x_shape, x_dtype = _npy_header(bundle, members["x.npy"])
+            y_shape, y_dtype = _npy_header(bundle, members["y.npy"])
+            _check_array_sizes(x_shape, x_dtype, y_shape, y_dtype, members["x.npy"], limits)
+            y = np.load(bundle.open(members["y.npy"]), allow_pickle=False)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError):
+        # Messages from numpy or zipfile can quote the header's bytes: say it in general words.
         raise DatasetError(
-            f"x must have one row per example and y one label each; got x {x.shape} and y {y.shape}"
-        )
-    if not np.issubdtype(x.dtype, np.number):
-        raise DatasetError(f"x must hold numbers, not {x.dtype}")
-    kind = "image" if x.ndim in (3, 4) else "tabular"
-    guessed = datasets.guess_task([str(v) for v in y.tolist()])
+            "cannot read the .npz file (save it with numpy.savez with arrays x and y)"
+        ) from None
+    kind = "image" if len(x_shape) in (3, 4) else "tabular"
+    labels = y.tolist()
+    guessed = datasets.guess_task([str(v) for v in labels])
     spec = {"name": "npz", "path": str(path), "kind": kind, "task": task or guessed}
-    return spec, _check_labels(y.tolist(), spec, {"format": "npz", "shape": list(x.shape)})
+    return spec, _check_labels(labels, spec, {"format": "npz", "shape": list(x_shape)})
 
 
-def _images_to_npz(archive: Path, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _check_array_sizes(
+    x_shape: tuple[int, ...],
+    x_dtype: Any,
+    y_shape: tuple[int, ...],
+    y_dtype: Any,
+    x_member: zipfile.ZipInfo,
+    limits: UploadSettings,
+) -> None:
+    import numpy as np
+
+    if len(x_shape) < 2 or len(y_shape) != 1 or x_shape[0] != y_shape[0]:
+        raise DatasetError(
+            "x must have one row per example and y one label each; "
+            f"got x {list(x_shape)} and y {list(y_shape)}"
+        )
+    if x_dtype.hasobject or y_dtype.hasobject:
+        raise DatasetError("the arrays must hold numbers (x) and numbers or strings (y), not Python objects")
+    if not np.issubdtype(x_dtype, np.number):
+        raise DatasetError(f"x must hold numbers, not {x_dtype}")
+    rows, cells = x_shape[0], math.prod(x_shape)
+    if rows > limits.max_rows:
+        raise DatasetError(f"the .npz has {rows} rows; this service takes at most {limits.max_rows}")
+    if cells > limits.max_cells:
+        raise DatasetError(f"x has {cells} values; this service takes at most {limits.max_cells}")
+    if cells * x_dtype.itemsize > x_member.file_size:
+        raise DatasetError("x is shorter than its header says; the .npz is damaged")
+
+
+def _images_to_npz(
+    archive: Path, out: Path, limits: UploadSettings, deadline: Deadline
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decode a zip of class folders into one small ``.npz``, one image in memory at a time.
+
+    The zip's directory is checked first (files, unpacked size); then every image's size is
+    read from its header (no decoding) and refused past the pixel limit; only then is each
+    image decoded, shrunk to at most :data:`MAX_IMAGE_SIDE` a side and its pixels dropped.
+    """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
         bundle = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError):
         raise DatasetError("the .zip file cannot be read (is it a zip archive?)") from None
-    images, labels, skipped = [], [], 0
+    found: list[tuple[zipfile.ZipInfo, str, tuple[int, int], str]] = []
+    skipped = 0
+    unreadable = (UnidentifiedImageError, OSError, ValueError, EOFError)
     with bundle:
-        for entry in sorted(bundle.namelist()):
+        for member in sorted(_zip_members(bundle, limits, "the zip"), key=lambda m: m.filename):
+            entry = member.filename
             parts = [p for p in entry.split("/") if p and not p.startswith(".") and p != "__MACOSX"]
             if entry.endswith("/") or len(parts) < 2 or len(parts) != len(entry.strip("/").split("/")):
                 continue
             if not parts[-1].lower().endswith(IMAGE_SUFFIXES):
                 skipped += 1
                 continue
+            deadline.check()
             try:
-                image = Image.open(io.BytesIO(bundle.read(entry)))
-                image.load()
-            except (UnidentifiedImageError, OSError) as error:
-                raise DatasetError(f"{entry} in the zip is not a readable image: {error}") from None
-            images.append(image)
-            labels.append(parts[-2])  # the folder an image sits in is its class
-    if not images:
-        raise DatasetError("the zip has no images in class folders; put each class's images in a folder")
-    grey = all(image.mode in ("L", "1", "I;16") for image in images)
-    sizes = Counter(image.size for image in images)
-    width, height = sizes.most_common(1)[0][0]
-    scale = min(1.0, MAX_IMAGE_SIDE / max(width, height))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    x = np.stack(
-        [np.asarray(image.convert("L" if grey else "RGB").resize(size), dtype=np.uint8) for image in images]
-    )
+                with bundle.open(member) as handle, Image.open(handle) as image:  # reads the header only
+                    size, mode = image.size, image.mode
+            except Image.DecompressionBombError:  # PIL's own guard, far above ours
+                size, mode = (limits.max_image_pixels + 1, 1), ""
+            except unreadable:
+                raise DatasetError(f"{entry[:200]} in the zip is not a readable image") from None
+            if size[0] * size[1] > limits.max_image_pixels:
+                raise DatasetError(
+                    f"{entry[:200]} in the zip is {size[0]}x{size[1]} pixels; this service takes "
+                    f"images of at most {limits.max_image_pixels} pixels"
+                )
+            found.append((member, parts[-2], size, mode))  # the folder an image sits in is its class
+        if not found:
+            raise DatasetError("the zip has no images in class folders; put each class's images in a folder")
+        grey = all(mode in ("L", "1", "I;16") for *_, mode in found)
+        width, height = Counter(size for _, _, size, _ in found).most_common(1)[0][0]
+        scale = min(1.0, MAX_IMAGE_SIDE / max(width, height))
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = []
+        for member, _, _, _ in found:
+            deadline.check()
+            try:
+                with bundle.open(member) as handle, Image.open(handle) as image:
+                    small = image.convert("L" if grey else "RGB").resize(target)
+            except unreadable:
+                raise DatasetError(f"{member.filename[:200]} in the zip is not a readable image") from None
+            pixels.append(np.asarray(small, dtype=np.uint8))
+    x = np.stack(pixels)
     if grey:
         x = x[..., np.newaxis]
+    labels = [label for _, label, _, _ in found]
     np.savez_compressed(out, x=x, y=np.asarray(labels))
     spec = {"name": "npz", "path": str(out), "kind": "image", "task": "classification"}
     summary = {"format": "images", "shape": list(x.shape), "skipped_files": skipped}

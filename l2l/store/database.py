@@ -21,7 +21,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from l2l.store.heartbeats import ControllerHeartbeats
@@ -59,6 +59,10 @@ TRIAL_SORT_KEYS = {"number": TrialRow.number, "reward": TrialRow.reward}
 
 class StorageError(Exception):
     """The database refused or failed an operation."""
+
+
+class InvalidValue(ValueError):
+    """A value the database cannot hold (a NUL character, an out-of-range number): the caller's fault."""
 
 
 class NotFound(StorageError):
@@ -138,6 +142,16 @@ class Store(ControllerHeartbeats):
         try:
             yield session
             session.commit()
+        except (DataError, StatementError, OverflowError) as error:
+            session.rollback()
+            cause = getattr(error, "orig", error)
+            if isinstance(error, (DataError, OverflowError)) or isinstance(cause, ValueError | OverflowError):
+                # The value, not the database, is at fault (a NUL character, a number past 64 bits):
+                # a lookup by it finds nothing, a write of it is refused.
+                if not write:
+                    raise NotFound("no such record") from error
+                raise InvalidValue(f"a value cannot be stored ({type(cause).__name__})") from error
+            raise StorageError(f"database error: {error}") from error
         except SQLAlchemyError as error:
             session.rollback()
             raise StorageError(f"database error: {error}") from error
@@ -173,6 +187,18 @@ class Store(ControllerHeartbeats):
         with self._session() as session:
             _get(session, TeamRow, team_id)
             session.add(ApiKeyRow(team_id=team_id, key_hash=key_hash))
+
+    def revoke_api_keys(self, team_id: int) -> int:
+        """Revoke every live key of the team (they stop working on the next request); how many."""
+        with self._session() as session:
+            _get(session, TeamRow, team_id)
+            rows = session.scalars(
+                select(ApiKeyRow).where(ApiKeyRow.team_id == team_id, ApiKeyRow.revoked_at.is_(None))
+            ).all()
+            now = datetime.now(UTC)
+            for row in rows:
+                row.revoked_at = now
+            return len(rows)
 
     def team_for_key(self, key_hash: str) -> TeamRecord | None:
         """The team an unrevoked key belongs to, or None."""
@@ -783,7 +809,14 @@ def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Ids are 64-bit signed integers in every database; a larger number names no row (and
+#: would overflow the driver before the query ran).
+MAX_ID = 2**63 - 1
+
+
 def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> Any:
+    if not isinstance(key, int) or not 0 < key <= MAX_ID:
+        raise NotFound(f"{model.__tablename__[:-1]} {key} not found")
     query = select(model).where(model.id == key)
     if lock:
         query = query.with_for_update()

@@ -109,9 +109,11 @@ def build_graph(source: Mapping[str, Any], batch_size: int | None = None) -> OpG
         if "graph_path" in source:
             return OpGraph.from_json(Path(source["graph_path"]).read_text())
         if "benchmark" in source:
-            from l2l.placement.benchmarks import benchmark_graph
+            from l2l.placement.benchmarks import benchmark_graph, check_benchmark_options
 
-            return benchmark_graph(source["benchmark"], **dict(source.get("options") or {}))
+            options = dict(source.get("options") or {})
+            check_benchmark_options(source["benchmark"], options)  # sizes only, never cache_dir
+            return benchmark_graph(source["benchmark"], **options)
         return _model_graph(source, batch_size)
     except TrialBuildError:
         raise

@@ -30,9 +30,10 @@ def test_measured_layer_times_are_positive_for_every_layer() -> None:
     assert list(seconds) == ["hidden", "drop", "out"]  # the input layer is not timed
     for forward, backward in seconds.values():
         assert 0 < forward < 1.0
-        assert 0 <= backward < 1.0  # TF measures it as a difference: a tiny layer may show 0
-    hidden_forward, hidden_backward = seconds["hidden"]
-    assert hidden_backward > 0  # two matmuls against the forward's one
+        # TF measures the backward as a difference of two timings: on a loaded host even the
+        # hidden layer's may come out 0, so only its sign is checked (house rule: no test
+        # asserts on a difference of two measured durations)
+        assert 0 <= backward < 1.0
 
 
 def _hand_graph() -> OpGraph:

@@ -47,3 +47,20 @@ class HierarchicalConfig:
 
     imitation_steps: int = 150
     """Maximum-likelihood steps of that start."""
+
+    polish_after: int = 0
+    """After this many proposals (hints and policy samples together), stop sampling the policy
+    and polish the best placement seen with local search: rounds of ``polish_batch`` neighbour
+    moves (a layer, a run of a layer's ops, one op), simulated annealing on the step time.
+    0 never polishes (pure REINFORCE)."""
+
+    polish_batch: int = 16
+    """Neighbours proposed per local-search round; the best of them may replace the current."""
+
+    polish_temperature: float = 0.02
+    """Starting annealing temperature (relative step-time loss accepted with probability 1/e);
+    it falls by ``polish_cooling`` every round."""
+
+    polish_cooling: float = 0.97
+    """Factor on the temperature after each local-search round."""
+

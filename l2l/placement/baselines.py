@@ -370,6 +370,15 @@ def _best_device_weights(seconds: np.ndarray) -> np.ndarray:
     return weights if best >= fallback else uniform
 
 
+#: Placements a person would make by hand (what the learned planner starts from).
+HAND_MADE: dict[str, Baseline] = {
+    "single_device": single_device,
+    "contiguous": contiguous,
+    "expert": expert,
+    "expert_split_softmax": expert_split_softmax,
+    "metis": metis,
+}
+
 BASELINES: dict[str, Baseline] = {
     "single_device": single_device,
     "round_robin": round_robin,

@@ -99,11 +99,11 @@ class PlacementSpace:
         return {"devices": checked}
 
     def hints(self) -> list[np.ndarray]:
-        """Placements anyone would try first: all on one device, the expert split, METIS."""
-        from l2l.placement.baselines import expert, metis, single_device
+        """Placements anyone would try first: every hand-made baseline, best or not."""
+        from l2l.placement.baselines import HAND_MADE
 
         allowed = set(self.allowed)
-        found = [place(self.graph, self.cluster) for place in (single_device, expert, metis)]
+        found = [place(self.graph, self.cluster) for place in HAND_MADE.values()]
         return [p for p in found if set(p.tolist()) <= allowed]
 
     def sample(self, rng: random.Random) -> dict[str, list[int]]:

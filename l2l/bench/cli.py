@@ -50,7 +50,7 @@ def add_bench_parser(commands: Any) -> None:
     )
     placement.add_argument("--cluster", default="4gpu-pcie", help="a ready-made cluster (default 4gpu-pcie)")
     placement.add_argument(
-        "--budget", type=int, default=1000, help="simulator calls per searched method and seed (default 1000)"
+        "--budget", type=int, default=400, help="simulator calls per searched method and seed (default 400)"
     )
     placement.add_argument("--seeds", type=int, default=5, help="seeds per searched method (default 5)")
     placement.add_argument(

@@ -34,9 +34,9 @@ from l2l.placement.search import search_placement
 from l2l.placement.simulator import Simulator
 
 DEFAULT_GRAPHS = ("rnnlm", "nmt")
-#: The planner's options in the benchmark: a shorter imitation than the default keeps a run to
-#: minutes on a 2-core host (each policy update costs ~0.5 s there).
-PLANNER_OPTIONS: dict[str, Any] = {"imitation_steps": 30}
+#: The planner's options in the benchmark: a smaller policy and a shorter imitation than the
+#: defaults keep a run to minutes on a shared 2-core host (a default policy update costs ~0.5 s there).
+PLANNER_OPTIONS: dict[str, Any] = {"imitation_steps": 10, "groups": 16, "hidden_size": 32}
 SEARCHED = ("random_search", "random_layers", "local_search", "learned", "learned+local")
 
 Log = Callable[[str], None]
@@ -148,7 +148,7 @@ def run_placement_benchmark(
     graphs: Sequence[str],
     cluster: Cluster,
     *,
-    budget: int = 1000,
+    budget: int = 400,
     seeds: int = 5,
     polish_share: float = 0.3,
     planner_options: Mapping[str, Any] | None = None,

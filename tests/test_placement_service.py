@@ -26,7 +26,6 @@ from l2l.placement.baselines import BASELINES, expert
 from l2l.placement.cluster import PRESETS, get_cluster
 from l2l.placement.graph import OpGraph
 from l2l.placement.simulator import Simulator
-from l2l.placement.worker import build_graph, hardware_step_time
 from l2l.rewards import reward_from_metrics
 from l2l.service.jobs import create_team, submit_job
 from l2l.service.jobspec import PLACERS, JobSpec
@@ -34,6 +33,7 @@ from l2l.settings import Settings
 from l2l.store import Store
 from l2l.store.states import JobState, TrialState
 from l2l.worker.executor import TrialBuildError, TrialTask
+from l2l.worker.placement_trial import build_graph, hardware_step_time
 
 #: Two towers of two ops each between an input and a head: worth splitting over two GPUs.
 TINY = {

@@ -1,7 +1,7 @@
 """The worker side of a trial: build the model, train it, report to the service.
 
 A placement job's trial (``task.kind == "placement"``) is handed to
-:func:`l2l.placement.worker.run_placement` instead; a hardware-aware search's trial also
+:func:`l2l.worker.placement_trial.run_placement` instead; a hardware-aware search's trial also
 reports the simulated step time of its trained model (:attr:`TrialTask.hardware`).
 
 Runs inside a Ray worker (or any process). It uses only backend-neutral Keras, never
@@ -61,7 +61,7 @@ def run_trial(
         reporter = Reporter(task.report_url, task.trial_id, task.token)
     if task.kind == "placement":
         _limit_threads(cpus)  # a learned placer trains its policy with TensorFlow
-        from l2l.placement.worker import run_placement
+        from l2l.worker.placement_trial import run_placement
 
         return run_placement(task, reporter)  # type: ignore[arg-type]  # needs .placement: Reporter has it
     space = get_space(task.space)
@@ -104,7 +104,7 @@ def run_trial(
     metrics["train_seconds"] = time.perf_counter() - started
     metrics["parameters"] = model.count_params()
     if task.hardware:
-        from l2l.placement.worker import placed_step_time
+        from l2l.worker.placement_trial import placed_step_time
 
         metrics["step_time"] = placed_step_time(model, batch_size, task.hardware)
     reporter.final(metrics)

@@ -36,9 +36,9 @@ import numpy as np
 import pymetis
 
 from l2l.placement.cluster import Cluster
+from l2l.placement.families import op_family
 from l2l.placement.graph import OpGraph
 from l2l.placement.simulator import Simulator
-from l2l.placement.space import op_family
 
 Baseline = Callable[[OpGraph, Cluster], np.ndarray]
 

@@ -48,6 +48,10 @@ class HierarchicalConfig:
     imitation_steps: int = 150
     """Maximum-likelihood steps of that start."""
 
+    xla: bool = True
+    """Compile the policy with XLA: faster updates, but a compile of its own for every new search
+    (minutes on a loaded 2-core host); off for short searches such as the benchmark's."""
+
     polish_after: int = 0
     """After this many proposals (hints and policy samples together), stop sampling the policy
     and polish the best placement seen with local search: rounds of ``polish_batch`` neighbour

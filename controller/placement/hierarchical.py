@@ -44,6 +44,7 @@ class HierarchicalPlanner(Strategy):
             config.hidden_size,
             config.message_passing,
             seed or 0,
+            xla=config.xla,
         )
         graph = space.graph
         self._graph_inputs = self.policy.graph_inputs(

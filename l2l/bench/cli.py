@@ -62,6 +62,12 @@ def add_bench_parser(commands: Any) -> None:
     placement.add_argument(
         "--options", type=json.loads, default=None, help="the hierarchical planner's options as JSON"
     )
+    placement.add_argument(
+        "--method",
+        action="append",
+        help="run only this searched method (repeat; default all): random_search, random_layers, "
+        "local_search, learned, learned+local",
+    )
     placement.add_argument("--out", help="results JSON file")
     check = which.add_parser(
         "placement-check",
@@ -189,7 +195,7 @@ def _strategy(text: str) -> str | tuple[str, dict[str, Any]]:
 
 def _run_placement(args: argparse.Namespace) -> int:
     from controller.placement import check_placement_options
-    from l2l.bench.placement import DEFAULT_GRAPHS, format_table, run_placement_benchmark
+    from l2l.bench.placement import DEFAULT_GRAPHS, SEARCHED, format_table, run_placement_benchmark
     from l2l.placement.benchmarks import BENCHMARK_GRAPHS
     from l2l.placement.cluster import get_cluster
 
@@ -200,6 +206,8 @@ def _run_placement(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"unknown benchmark graph(s) {unknown}; choose from {', '.join(BENCHMARK_GRAPHS)}"
             )
+        if set(args.method or ()) - set(SEARCHED):
+            raise ValueError(f"unknown method(s); choose from {', '.join(SEARCHED)}")
         if args.budget < 10 or args.seeds < 1 or not 0 < args.polish_share < 1:
             raise ValueError("--budget must be >= 10, --seeds >= 1 and --polish-share between 0 and 1")
         cluster = get_cluster(args.cluster)
@@ -215,6 +223,7 @@ def _run_placement(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         polish_share=args.polish_share,
         planner_options=args.options,
+        methods=args.method or SEARCHED,
         log=lambda line: print(line, flush=True),
     )
     if args.out:

@@ -34,9 +34,9 @@ from l2l.placement.search import search_placement
 from l2l.placement.simulator import Simulator
 
 DEFAULT_GRAPHS = ("rnnlm", "nmt")
-#: The planner's options in the benchmark: a smaller policy and a shorter imitation than the
-#: defaults keep a run to minutes on a shared 2-core host (a default policy update costs ~0.5 s there).
-PLANNER_OPTIONS: dict[str, Any] = {"imitation_steps": 10, "groups": 16, "hidden_size": 32}
+#: The planner's options in the benchmark: a smaller policy, a shorter imitation and no XLA (whose
+#: compile, once per search, took minutes on a shared 2-core host) keep a run to minutes.
+PLANNER_OPTIONS: dict[str, Any] = {"imitation_steps": 10, "groups": 16, "hidden_size": 32, "xla": False}
 SEARCHED = ("random_search", "random_layers", "local_search", "learned", "learned+local")
 
 Log = Callable[[str], None]
@@ -55,8 +55,12 @@ def bench_graph(
     polish_share: float,
     planner_options: Mapping[str, Any],
     log: Log,
+    methods_to_run: Sequence[str] = SEARCHED,
 ) -> dict[str, Any]:
-    """One graph: every method's step times (ms) per seed, and the lower bound."""
+    """One graph: every method's step times (ms) per seed, and the lower bound.
+
+    ``methods_to_run`` picks searched methods (default all; the hand-made ones always run):
+    a long run can be split over processes and the rows merged with :func:`merge_documents`."""
     simulator = Simulator(graph, cluster)
     methods: dict[str, dict[str, Any]] = {}
     placements: dict[str, np.ndarray] = {}
@@ -68,6 +72,8 @@ def bench_graph(
     start_name = min((n for n in hand_made if hand_made[n] is not None), key=hand_made.__getitem__)
 
     def run(name: str, search: Callable[[int], float]) -> None:
+        if name not in methods_to_run:
+            return
         times, started = [], time.perf_counter()
         for seed in range(seeds):
             times.append(_ms(search(seed)))
@@ -118,8 +124,24 @@ def bench_graph(
         "lower_bound_ms": _ms(lower_bound(graph, cluster)),
         "local_search_start": start_name,
         "methods": methods,
-        "summary": summarise(methods),
+        "summary": summarise(methods) if set(SEARCHED) <= set(methods) else None,
     }
+
+
+def merge_documents(documents: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One document from runs of the same settings that each ran some methods or graphs."""
+    merged = dict(documents[0])
+    rows: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        for row in document["graphs"]:
+            into = rows.setdefault(row["graph"], {**row, "methods": {}})
+            into["methods"].update(row["methods"])
+    order = list(BASELINES) + list(SEARCHED)
+    for row in rows.values():
+        row["methods"] = {name: row["methods"][name] for name in order if name in row["methods"]}
+        row["summary"] = summarise(row["methods"]) if set(SEARCHED) <= set(row["methods"]) else None
+    merged["graphs"] = list(rows.values())
+    return merged
 
 
 def _mean(entry: Mapping[str, Any]) -> float:
@@ -152,6 +174,7 @@ def run_placement_benchmark(
     seeds: int = 5,
     polish_share: float = 0.3,
     planner_options: Mapping[str, Any] | None = None,
+    methods: Sequence[str] = SEARCHED,
     log: Log = print,
 ) -> dict[str, Any]:
     options = dict(PLANNER_OPTIONS if planner_options is None else planner_options)
@@ -168,6 +191,7 @@ def run_placement_benchmark(
                 polish_share=polish_share,
                 planner_options=options,
                 log=log,
+                methods_to_run=methods,
             )
         )
     return {
@@ -207,6 +231,8 @@ def format_table(document: Mapping[str, Any]) -> str:
         + " |"
     )
     for learned in ("learned", "learned+local"):
+        if any(r["summary"] is None for r in rows):
+            break
         lines.append(
             f"| {learned} / best expert | - | "
             + " | ".join(

@@ -15,7 +15,14 @@ from l2l.placement.search import search_placement
 from l2l.placement.simulator import Simulator
 
 # The smallest policy that still learns: it compiles in seconds even on a loaded host.
-TINY = {"groups": 4, "hidden_size": 8, "batch_size": 8, "imitation_steps": 3, "message_passing": 1}
+TINY = {
+    "groups": 4,
+    "hidden_size": 8,
+    "batch_size": 8,
+    "imitation_steps": 3,
+    "message_passing": 1,
+    "xla": False,
+}
 TINY_START_TEMPERATURE = 0.02
 
 

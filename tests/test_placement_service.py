@@ -362,7 +362,10 @@ def test_an_uploaded_keras_model_is_placed_by_layer_and_the_result_applies_to_it
         summary["source"] == "keras" and summary["batch_size"] == 16 and summary["layers"] == len(LAYERS) + 1
     )
     job = placement_job({"graph_id": uploaded.json()["id"]}, strategy="hierarchical", max_seconds=3)
-    job["placement"]["strategy"] = {"name": "hierarchical", "options": {"groups": 4, "hidden_size": 8}}
+    job["placement"]["strategy"] = {
+        "name": "hierarchical",
+        "options": {"groups": 4, "hidden_size": 8, "xla": False},
+    }
     job_id = httpx.post(f"{live.url}/jobs", json=job, headers=auth).json()["id"]
     _run_until_done(JobLoop(store, ThreadExecutor(), live.settings), job_id, seconds=300)
     assert store.get_job(job_id).state is JobState.COMPLETED, store.get_job(job_id).reason

@@ -77,6 +77,7 @@ def bench_graph(
         times, started = [], time.perf_counter()
         for seed in range(seeds):
             times.append(_ms(search(seed)))
+            log(f"  {graph.name}: {name} seed {seed}: {times[-1]} ms")
         elapsed = time.perf_counter() - started
         methods[name] = {"ms": times, "calls": budget, "seconds": round(elapsed / seeds, 1)}
         log(f"  {graph.name}: {name} {_format(methods[name])} ms ({elapsed / seeds:.0f} s a seed)")

@@ -8,14 +8,22 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from l2l.service import jobs as service
+from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
 from l2l.store import NotFound, Store
 from l2l.store.records import JobRecord, TeamRecord
 
 
-def get_store(request: Request) -> Store:
+# async: a plain def dependency costs every request a trip through the thread pool.
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+async def get_step_writer(request: Request) -> StepWriter:
+    """The process's group-commit writer of intermediate reports (made with the app's store)."""
+    writer: StepWriter = request.app.state.step_writer
+    return writer
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -25,6 +33,7 @@ def get_app_settings(request: Request) -> Settings:
 
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StepWriterDep = Annotated[StepWriter, Depends(get_step_writer)]
 
 
 team_key = HTTPBearer(auto_error=False, scheme_name="team key", description="Your team's API key.")

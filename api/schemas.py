@@ -23,7 +23,9 @@ class Problem(BaseModel):
 class TrialPublic(BaseModel):
     id: int
     job_id: int
-    number: int = Field(description="Order in the job: 0 is the first proposal.")
+    number: int = Field(
+        description='Order in the job: 1 is the first proposal ("trial 1"), as on the pages and the CLI.'
+    )
     state: TrialState
     params: dict[str, Any] = Field(description="The architecture / hyper-parameters tried.")
     reward: float | None
@@ -69,6 +71,7 @@ class Progress(BaseModel):
     completed: int
     failed: int
     cancelled: int
+    timed_out: int = Field(default=0, description="Trials stopped at their time limit on every attempt.")
 
 
 class FinalModelPublic(BaseModel):
@@ -106,6 +109,15 @@ class JobPublic(BaseModel):
     progress: Progress
     best_trial: TrialPublic | None
     reason: str | None = Field(description="Why the job ended the way it did, if not plainly.")
+    chance: dict[str, Any] | None = Field(
+        default=None,
+        description="What always guessing scores on this job's data (the training part's most frequent "
+        'class, or its mean): {"task", "metric", "guess", "validation", "test"}; set when the job starts.',
+    )
+    warning: str | None = Field(
+        default=None,
+        description="Set when the best trial or the final model does not clearly beat the chance level.",
+    )
     final_model: FinalModelPublic | None = None
     created_at: datetime
     started_at: datetime | None
@@ -118,6 +130,7 @@ class JobPublic(BaseModel):
         counts: dict[TrialState, int],
         best: TrialRecord | None,
         final_model: FinalModelRecord | None = None,
+        warning: str | None = None,
     ) -> JobPublic:
         return cls(
             id=job.id,
@@ -133,6 +146,8 @@ class JobPublic(BaseModel):
             ),
             best_trial=TrialPublic.of(best) if best else None,
             reason=job.reason,
+            chance=job.chance,
+            warning=warning,
             final_model=FinalModelPublic.of(final_model) if final_model else None,
             created_at=job.created_at,
             started_at=job.started_at,

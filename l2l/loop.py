@@ -14,7 +14,17 @@ Error policy (all of it lives here):
 * a trial whose model cannot be built fails at once;
 * any other worker error is retried up to ``max_retries`` times, the traceback kept on
   the trial; after that the trial fails;
-* ``max_consecutive_failures`` failed trials in a row stop the job with a clear reason.
+* ``max_consecutive_failures`` failed trials in a row stop the job with a clear reason;
+* an attempt running past the trial time limit (``budget.trial_timeout_seconds``, default
+  ``controller.trial_timeout_seconds``) is stopped and retried like a crash; with no retry
+  left the trial ends ``timed_out``;
+* anything else a job raises (a strategy, a builder, a spec the controller cannot load)
+  fails that job with the reason; other jobs go on;
+* a job whose loading stopped the controller process ``quarantine_after_crashes`` times is
+  failed when next claimed (quarantined), so it cannot stop every controller that takes it;
+* a lost lease (another controller, or the team cancelled) drops that job, nothing more;
+* a database error ends the pass: :meth:`JobLoop.run` waits (a bounded exponential
+  backoff), reconnects, reloads every job it drives from the database and goes on.
 
 A placement job (``kind: "placement"``) is one trial: the job runs a strategy that
 proposes one empty task (:class:`OneTask`), so the trial goes through the same store
@@ -26,11 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller import create_strategy
@@ -56,8 +68,14 @@ from search_spaces import get_space
 log = logging.getLogger(__name__)
 
 
-#: States of trials whose results a strategy will learn (cancelled trials are never told).
-UNTOLD_STATES = {TrialState.QUEUED, TrialState.RUNNING, TrialState.COMPLETED, TrialState.FAILED}
+#: Finished states whose results a strategy learns (cancelled trials are never told).
+TOLD_STATES = {TrialState.COMPLETED, TrialState.FAILED, TrialState.TIMED_OUT}
+#: States of trials whose results a strategy will learn.
+UNTOLD_STATES = {TrialState.QUEUED, TrialState.RUNNING, *TOLD_STATES}
+#: A controller silent this long is dead; its heartbeat row is dropped when another starts.
+FORGET_DEAD_CONTROLLERS_AFTER = timedelta(days=1)
+#: Extra seconds a placement trial gets beyond its own search time before it counts as hung.
+PLACEMENT_GRACE_SECONDS = 300.0
 
 
 class JobCannotRun(Exception):
@@ -102,6 +120,33 @@ class _ActiveJob:
         return self.record.id
 
 
+@dataclass
+class _Attempt:
+    """A worker in flight: which attempt it runs and when it must have ended (monotonic)."""
+
+    attempt: int
+    deadline: float
+    limit: float
+    final: bool
+
+
+class Backoff:
+    """A bounded exponential delay: ``first``, doubling up to ``most``, until :meth:`reset`."""
+
+    def __init__(self, first: float, most: float) -> None:
+        self.first = first
+        self.most = most
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        delay = min(self.most, self.first * 2**self.failures)
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 class JobLoop:
     def __init__(
         self, store: Store, executor: Executor, settings: Settings, owner: str | None = None
@@ -109,44 +154,164 @@ class JobLoop:
         self.store = store
         self.executor = executor
         self.settings = settings
-        self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._jobs: dict[int, _ActiveJob] = {}
         self._trial_jobs: dict[int, int] = {}  # running trial id -> job id
+        self._attempts: dict[int, _Attempt] = {}  # running trial id -> its worker's attempt
+        #: Outcomes a database error kept from being recorded; handled on the next pass.
+        self._unhandled: list[Outcome] = []
+        #: A database error left the in-memory strategies possibly ahead of the database.
+        self._reload_needed = False
+        self._next_beat = 0.0
+        #: Passes that failed (the database, mostly) and were retried after a backoff.
+        self.failed_passes = 0
 
     # ------------------------------------------------------------------ driving
 
     def run(self, stop: threading.Event) -> None:
-        """Run passes until ``stop`` is set, sleeping a little whenever a pass did nothing."""
+        """Run passes until ``stop`` is set, sleeping a little whenever a pass did nothing.
+
+        Never raises for a job's or the database's sake: a failed pass is logged, waited
+        out with a bounded exponential backoff, and followed by a reload of every job.
+        On return the leases it held are released and its heartbeat row removed.
+        """
         log.info("controller %s started", self.owner)
-        while not stop.is_set():
-            if not self.step():
-                stop.wait(self.settings.controller.poll_seconds)
-        for job in list(self._jobs.values()):
-            self.store.release_job(job.id, self.owner)
+        with contextlib.suppress(StorageError):  # rows of controllers that died long ago
+            self.store.forget_controllers_older_than(datetime.now(UTC) - FORGET_DEAD_CONTROLLERS_AFTER)
+        controller = self.settings.controller
+        backoff = Backoff(controller.database_retry_first_seconds, controller.database_retry_max_seconds)
+        try:
+            while not stop.is_set():
+                try:
+                    self.beat()
+                    busy = self.step()
+                    backoff.reset()
+                except Exception as error:  # noqa: BLE001  the loop must outlive any one failure
+                    delay = backoff.next_delay()
+                    self.failed_passes += 1
+                    if isinstance(error, StorageError):
+                        log.warning(
+                            "the database failed (%s); retrying in %.1f s", _last_line(str(error)), delay
+                        )
+                    else:
+                        log.exception("a pass of the job loop failed; retrying in %.1f s", delay)
+                    self._reload_needed = True
+                    with contextlib.suppress(Exception):
+                        self.store.dispose()  # reconnect from scratch on the next pass
+                    stop.wait(delay)
+                    continue
+                if not busy:
+                    stop.wait(controller.poll_seconds)
+        finally:
+            self.close()
         log.info("controller %s stopped", self.owner)
 
-    def step(self) -> bool:
-        """One pass over every job this controller drives; True if anything happened."""
-        busy = self._claim_jobs()
-        for outcome in self.executor.poll():
-            busy = True
-            self._handle_outcome(outcome)
+    def close(self) -> None:
+        """Release every job's lease (so another controller takes it at once) and the heartbeat row."""
         for job in list(self._jobs.values()):
             try:
-                busy |= self._advance(job)
-            except LeaseLost as lost:
-                log.warning("dropping job %s: %s", job.id, lost)
+                self.store.release_job(job.id, self.owner)
+            except StorageError as error:  # its lease runs out instead
+                log.warning("job %s not released: %s", job.id, _last_line(str(error)))
+        with contextlib.suppress(StorageError):
+            self.store.remove_controller(self.owner)
+
+    def beat(self, force: bool = False) -> None:
+        """Write this controller's heartbeat if ``heartbeat_seconds`` passed since the last one."""
+        now = time.monotonic()
+        if force or now >= self._next_beat:
+            self.store.beat(self.owner, socket.gethostname(), os.getpid())
+            self._next_beat = now + self.settings.controller.heartbeat_seconds
+
+    def step(self) -> bool:
+        """One pass over every job this controller drives; True if anything happened.
+
+        Raises StorageError when the database failed; the next pass reloads every job.
+        """
+        if self._reload_needed:
+            self._reload_jobs()
+        busy = self._claim_jobs()
+        outcomes, self._unhandled = [*self._unhandled, *self.executor.poll()], []
+        for index, outcome in enumerate(outcomes):
+            busy = True
+            try:
+                self._guarded(outcome.trial_id, self._handle_outcome, outcome)
+            except StorageError:
+                self._unhandled = outcomes[index:]
+                raise
+        busy |= self._stop_overdue_attempts()
+        for job in list(self._jobs.values()):
+            busy |= self._guarded_advance(job)
+        return busy
+
+    def _guarded_advance(self, job: _ActiveJob) -> bool:
+        try:
+            return self._advance(job)
+        except (LeaseLost, JobNotRunning) as error:
+            self._lost(job, error)
+            return True
+        except JobCannotRun as error:
+            self._finish(job, JobState.FAILED, str(error))
+        except StorageError:
+            raise  # the database, not the job, is in trouble: run() backs off
+        except (Exception, SystemExit) as error:  # a bug in a strategy must not take other jobs down
+            log.exception("job %s stopped by an internal error", job.id)
+            self._finish(job, JobState.FAILED, f"internal error in the controller: {error!r}")
+        return True
+
+    def _guarded(self, trial_id: int, handle: Any, *args: Any) -> None:
+        """Handle something about a trial; its job alone pays for an error that is not the database's."""
+        job = self._jobs.get(self._trial_jobs.get(trial_id, -1))
+        try:
+            handle(*args)
+        except (LeaseLost, JobNotRunning) as error:
+            if job is not None:
+                self._lost(job, error)
+        except StorageError:
+            raise
+        except (Exception, SystemExit) as error:
+            log.exception("handling trial %s failed", trial_id)
+            if job is not None:
+                self._finish(job, JobState.FAILED, f"internal error in the controller: {error!r}")
+
+    def _lost(self, job: _ActiveJob, error: StorageError) -> None:
+        if isinstance(error, LeaseLost):
+            log.warning("dropping job %s: %s", job.id, error)
+            self._stop_workers(job)
+            self._forget(job)
+        # JobNotRunning: paused or cancelled under our feet; the next pass sees which
+
+    def _reload_jobs(self) -> None:
+        """Rebuild every job's strategy from the database after a failed pass.
+
+        A pass that failed half-way may have asked a strategy for a proposal it could not
+        store, or told it a result it could not mark told; the stored strategy state is
+        the one that matches the stored trials. Workers in flight go on.
+        """
+        for job in list(self._jobs.values()):
+            try:
+                record = self.store.get_job(job.id)
+            except NotFound:
+                record = None
+            if record is None or record.owner != self.owner or record.state.is_finished():
+                self._stop_workers(job)
                 self._forget(job)
-            except JobNotRunning:
-                busy = True  # paused or cancelled under our feet: the next pass sees it
+                continue
+            try:
+                fresh = self._start(record)
+            except StorageError:
+                raise
             except JobCannotRun as error:
                 self._finish(job, JobState.FAILED, str(error))
-            except StorageError:
-                raise  # the database, not the job, is in trouble: the caller decides
-            except Exception as error:  # a bug in a strategy must not take other jobs down
-                log.exception("job %s stopped by an internal error", job.id)
-                self._finish(job, JobState.FAILED, f"internal error in the controller: {error!r}")
-        return busy
+                continue
+            except (Exception, SystemExit) as error:  # it loaded before; now it does not
+                log.exception("job %s cannot be reloaded", job.id)
+                reason = f"the job cannot be loaded: {type(error).__name__}: {error}"
+                self._finish(job, JobState.FAILED, reason)
+                continue
+            self._jobs[job.id] = fresh
+            self._resume_unfinished_trials(fresh, skip_in_flight=True)
+        self._reload_needed = False
 
     # ----------------------------------------------------------------- claiming
 
@@ -157,15 +322,50 @@ class JobLoop:
             claimed = True
             if record.id in self._jobs:
                 continue  # our own lease ran out during a slow pass, and we took it back
-            try:
-                job = self._start(record)
-            except JobCannotRun as error:
-                self.store.finish_job(record.id, self.owner, JobState.FAILED, str(error))
-                log.warning("job %s cannot run: %s", record.id, error)
-                continue
+            self._take(record)
+        return claimed
+
+    def _take(self, record: JobRecord) -> None:
+        """Start driving a claimed job, or fail it with the reason it cannot be driven."""
+        crashes = record.unfinished_starts - 1  # claims whose controller died loading it
+        limit = self.settings.controller.quarantine_after_crashes
+        if crashes >= limit:
+            self._fail_claimed(
+                record,
+                f"quarantined: the controller process stopped {crashes} times while loading this job; "
+                "it will not be claimed again (submit a corrected job)",
+            )
+            return
+        try:
+            job = self._start(record)
             self._jobs[job.id] = job
             self._resume_unfinished_trials(job)
-        return claimed
+            self.store.job_started(job.id, self.owner)
+        except (LeaseLost, JobNotRunning) as error:  # cancelled while it was being loaded
+            log.warning("job %s dropped while starting: %s", record.id, error)
+            self._drop(record.id)
+        except StorageError:
+            raise
+        except JobCannotRun as error:
+            self._fail_claimed(record, str(error))
+        except (Exception, SystemExit) as error:  # whatever the job makes us load must not stop us
+            log.exception("job %s cannot be loaded", record.id)
+            self._fail_claimed(record, f"the job cannot be loaded: {type(error).__name__}: {error}")
+
+    def _fail_claimed(self, record: JobRecord, reason: str) -> None:
+        log.warning("job %s cannot run: %s", record.id, reason)
+        job = self._jobs.get(record.id)
+        if job is not None:
+            self._finish(job, JobState.FAILED, reason)
+            return
+        with contextlib.suppress(LeaseLost, JobNotRunning):  # its team cancelled it meanwhile
+            self.store.finish_job(record.id, self.owner, JobState.FAILED, reason)
+
+    def _drop(self, job_id: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._stop_workers(job)
+            self._forget(job)
 
     def _start(self, record: JobRecord) -> _ActiveJob:
         spec = record.spec
@@ -177,6 +377,8 @@ class JobLoop:
             raise JobCannotRun(f"the search space cannot be loaded: {error}") from error
         if record.space is None:
             self.store.save_space(record.id, self.owner, space.to_dict())
+        if record.chance is None and not space.settings.get("tabular"):
+            self.store.save_chance(record.id, self.owner, _chance_of(spec["dataset"]))
         try:
             self.executor.check_resources(spec["budget"]["resources"])
         except ResourceUnavailable as error:
@@ -228,11 +430,14 @@ class JobLoop:
             raise JobCannotRun(f"the job to warm-start from, {job_id}, has no saved strategy state")
         return state
 
-    def _resume_unfinished_trials(self, job: _ActiveJob) -> None:
+    def _resume_unfinished_trials(self, job: _ActiveJob, skip_in_flight: bool = False) -> None:
         # Trials a dead controller had stored or started: their workers died with it (or
         # will be ignored, since the new attempt gets a new token), so start them again.
+        # After a database error, trials whose workers this controller still runs go on.
         unfinished, _ = self.store.list_trials(job.id, states={TrialState.QUEUED, TrialState.RUNNING})
         for trial in unfinished:
+            if skip_in_flight and trial.state is TrialState.RUNNING and trial.id in self._attempts:
+                continue
             self._launch(job, trial)
 
     # ---------------------------------------------------------------- advancing
@@ -279,8 +484,11 @@ class JobLoop:
                 error = failed[0].error if failed else job.last_error
                 self._finish(job, JobState.FAILED, f"the placement failed: {_last_line(error)}")
                 return True
+            if counts[TrialState.COMPLETED] == 0:  # nothing to show for it: a failure, never "completed"
+                self._finish(job, JobState.FAILED, self._why_no_trial_succeeded(job))
+                return True
             reasons = [] if created >= budget["trials"] else ["the strategy had nothing more to propose"]
-            if final is not None and final.state is TrialState.FAILED:
+            if final is not None and final.state in (TrialState.FAILED, TrialState.TIMED_OUT):
                 reasons.append(f"the final model failed: {_last_line(final.error)}")
             self._finish(job, JobState.COMPLETED, "; ".join(reasons) or None)
             return True
@@ -312,13 +520,12 @@ class JobLoop:
         return final
 
     def _tell_results(self, job: _ActiveJob) -> bool:
-        finished, _ = self.store.list_trials(
-            job.id, states={TrialState.COMPLETED, TrialState.FAILED}, told=False
-        )
+        finished, _ = self.store.list_trials(job.id, states=TOLD_STATES, told=False)
         for trial in sorted(finished, key=lambda t: (t.finished_at or t.created_at, t.number)):
             job.strategy.tell(trial.proposal_id, Result(trial.reward, trial.metrics))
             self.store.mark_told(trial.id, self.owner, job.strategy.get_state())
             self._trial_jobs.pop(trial.id, None)
+            self._attempts.pop(trial.id, None)
             if trial.state is TrialState.COMPLETED:
                 job.consecutive_failures = 0
                 continue
@@ -326,10 +533,23 @@ class JobLoop:
             job.last_error = trial.error
             limit = self.settings.controller.max_consecutive_failures
             if job.consecutive_failures >= limit:
-                last = _last_line(trial.error)
-                self._finish(job, JobState.FAILED, f"{limit} trials failed in a row; the last one: {last}")
+                reason = f"the last one: {_last_line(trial.error)}"
+                if self.store.trial_counts(job.id)[TrialState.COMPLETED] == 0:
+                    failed, _ = self.store.list_trials(job.id, states={TrialState.FAILED})
+                    reason = _missing_objective_metric(job.record.spec, failed) or reason
+                self._finish(job, JobState.FAILED, f"{limit} trials failed in a row; {reason}")
                 return True
         return bool(finished)
+
+    def _why_no_trial_succeeded(self, job: _ActiveJob) -> str:
+        """The reason of a job none of whose trials completed, in the words of what went wrong."""
+        failed, total = self.store.list_trials(job.id, states={TrialState.FAILED})
+        missing = _missing_objective_metric(job.record.spec, failed)
+        if missing is not None:
+            return missing
+        last = max(failed, key=lambda t: (t.finished_at or t.created_at, t.number), default=None)
+        error = last.error if last is not None else job.last_error
+        return f"no trial succeeded ({total} failed); the last error: {_last_line(error)}"
 
     def _launch(self, job: _ActiveJob, trial: TrialRecord) -> None:
         token, token_hash = new_report_token()
@@ -360,7 +580,36 @@ class JobLoop:
             hardware=spec.get("hardware"),
         )
         self._trial_jobs[trial_id] = job.id
+        limit = self._time_limit(job)
+        self._attempts[trial_id] = _Attempt(attempt, time.monotonic() + limit, limit, final)
         self.executor.submit(task, spec["budget"]["resources"])
+
+    def _time_limit(self, job: _ActiveJob) -> float:
+        """Seconds one attempt of the job's trials may run: the job's own limit or the default."""
+        default = self.settings.controller.trial_timeout_seconds
+        limit = job.record.budget.get("trial_timeout_seconds") or default
+        if job.placement is not None:  # a placement searches for max_seconds by design
+            limit = max(limit, float(job.placement.get("max_seconds") or 0) + PLACEMENT_GRACE_SECONDS)
+        return float(limit)
+
+    def _stop_overdue_attempts(self) -> bool:
+        """Stop workers past their time limit; the trial is retried or ends ``timed_out``."""
+        now = time.monotonic()
+        overdue = [(trial_id, a) for trial_id, a in self._attempts.items() if a.deadline <= now]
+        for trial_id, attempt in overdue:
+            del self._attempts[trial_id]
+            if trial_id not in self._trial_jobs:
+                continue
+            self.executor.cancel(trial_id)
+            why = f"attempt {attempt.attempt} ran past the trial time limit of {attempt.limit:g} s"
+            log.warning("trial %s: %s; stopped", trial_id, why)
+            outcome = Outcome(trial_id, why, True, attempt.attempt, attempt.final, timed_out=True)
+            try:
+                self._guarded(trial_id, self._handle_outcome, outcome)
+            except StorageError:
+                self._unhandled.append(outcome)  # recorded on the next pass
+                raise
+        return bool(overdue)
 
     def _handle_outcome(self, outcome: Outcome) -> None:
         job_id = self._trial_jobs.get(outcome.trial_id)
@@ -375,6 +624,8 @@ class JobLoop:
             return  # the worker reported; the next pass tells the strategy
         if outcome.attempt is not None and outcome.attempt != trial.attempts:
             return  # an earlier attempt's worker; the current attempt decides
+        if outcome.attempt == trial.attempts:
+            self._attempts.pop(trial.id, None)
         error = outcome.error or "the worker ended without a final report"
         if outcome.retryable and trial.attempts <= self.settings.controller.max_retries:
             log.warning(
@@ -383,22 +634,30 @@ class JobLoop:
             self.store.note_trial_error(trial.id, error)
             self._launch(job, trial)
             return
-        why = "cannot be built" if not outcome.retryable else f"failed {trial.attempts} times"
+        if outcome.timed_out:
+            state, why = TrialState.TIMED_OUT, f"timed out ({trial.attempts} attempts)"
+        else:
+            state = TrialState.FAILED
+            why = "cannot be built" if not outcome.retryable else f"failed {trial.attempts} times"
         with contextlib.suppress(TrialFinished):
-            self.store.set_trial_state(trial.id, TrialState.FAILED, error=f"the trial {why}: {error}")
+            self.store.set_trial_state(trial.id, state, error=f"the trial {why}: {error}")
 
     def _handle_final_outcome(self, job: _ActiveJob, outcome: Outcome) -> None:
-        self._trial_jobs.pop(outcome.trial_id, None)
         final = self.store.get_final_model(job.id)
-        if final is None or final.state.is_finished() or outcome.attempt != final.attempts:
-            return  # it reported, or this was an earlier attempt
+        if outcome.attempt is not None and final is not None and outcome.attempt != final.attempts:
+            return  # an earlier attempt's worker; the current one decides
+        self._trial_jobs.pop(outcome.trial_id, None)
+        self._attempts.pop(outcome.trial_id, None)
+        if final is None or final.state.is_finished():
+            return  # it reported
         error = outcome.error or "the worker ended without uploading the model"
         if outcome.retryable and final.attempts <= self.settings.controller.max_retries:
             log.warning("job %s final model attempt %s failed, retrying: %s", job.id, final.attempts, error)
             self._launch_final(job, final.trial_id, final.params)
             return
+        state = TrialState.TIMED_OUT if outcome.timed_out else TrialState.FAILED
         with contextlib.suppress(FinalModelFinished):
-            self.store.finish_final_model(job.id, TrialState.FAILED, error=error)
+            self.store.finish_final_model(job.id, state, error=error)
 
     def _renew_lease(self, job: _ActiveJob) -> None:
         lease = self.settings.controller.lease_seconds
@@ -429,6 +688,27 @@ class JobLoop:
         for trial_id, job_id in list(self._trial_jobs.items()):
             if job_id == job.id:
                 del self._trial_jobs[trial_id]
+                self._attempts.pop(trial_id, None)
+
+
+def _missing_objective_metric(spec: dict[str, Any], failed: list[TrialRecord]) -> str | None:
+    """Why trials failed when none reported the objective's metric (a typo: val_acc), else None."""
+    metric = spec.get("objective", {}).get("metric")
+    reported = sorted({name for trial in failed for name in trial.metrics})
+    if not (failed and reported and metric) or any(metric in trial.metrics for trial in failed):
+        return None
+    return f"no trial reported the objective metric {metric!r}; metrics reported: {', '.join(reported)}"
+
+
+def _chance_of(dataset: dict[str, Any]) -> dict[str, Any]:
+    from l2l.service.chance import chance_level
+    from l2l.service.datasets import DatasetError, load_dataset
+
+    try:
+        # The split the trials see: the dataset's own split seed (see l2l.worker.trainer).
+        return chance_level(load_dataset(dataset, seed=dataset.get("split_seed", 0)))
+    except (DatasetError, OSError, ValueError) as error:
+        raise JobCannotRun(f"the dataset cannot be loaded: {error}") from error
 
 
 def _last_line(text: str | None) -> str:

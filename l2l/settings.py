@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
+    #: uvicorn worker processes serving the API (they share the database; each has its own
+    #: group-commit writer of workers' reports). More than one helps on several cores.
+    workers: int = Field(default=1, ge=1)
     #: The address workers use to report back; defaults to http://host:port.
     public_url: str | None = None
     #: Upper bounds a job may ask for; larger budgets are refused with a 422.
@@ -44,6 +47,23 @@ class ControllerSettings(BaseModel):
     max_retries: int = 2
     #: This many trials failing in a row stop the job with a clear reason.
     max_consecutive_failures: int = 5
+    #: A trial (or final model) attempt running longer than this is stopped and counts as
+    #: timed out; a job's ``budget.trial_timeout_seconds`` overrides it.
+    trial_timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
+    #: How often the controller writes its heartbeat (``GET /health`` reads it).
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    #: ``GET /health`` answers 503 when the newest heartbeat is older than this.
+    heartbeat_stale_seconds: float = Field(default=30.0, gt=0)
+    #: After a database error the loop waits this long, doubling up to the maximum, then retries.
+    database_retry_first_seconds: float = Field(default=0.5, gt=0)
+    database_retry_max_seconds: float = Field(default=15.0, gt=0)
+    #: A job whose loading stopped the controller process this many times is failed, never claimed again.
+    quarantine_after_crashes: int = Field(default=2, ge=1)
+    #: ``l2l serve`` restarts a controller that exited after this long, doubling up to the maximum.
+    restart_first_seconds: float = Field(default=1.0, gt=0)
+    restart_max_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds ``l2l serve`` gives the controller to stop (release leases, stop Ray) before killing it.
+    stop_grace_seconds: float = Field(default=10.0, gt=0)
 
 
 class RaySettings(BaseModel):

@@ -10,4 +10,7 @@ extra=""
 [ "${1:-}" = "dev" ] && extra="[dev]"
 .venv/bin/python -m pip install --quiet --upgrade pip
 echo "installing l2l$extra into .venv (TensorFlow takes a minute or two the first time)..."
-.venv/bin/python -m pip install --quiet --editable ".$extra"
+# setuptools warns, as a boxed BuildBackendWarning (a UserWarning), on every editable install in
+# every mode (lenient: "folders in your working directory"; compat: "transitional"; strict: "do
+# not remove build/"): nothing to act on here, so the build's UserWarnings are not shown.
+PYTHONWARNINGS=ignore::UserWarning .venv/bin/python -m pip install --quiet --editable ".$extra"

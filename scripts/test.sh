@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Install l2l with its test dependencies and run every test (SQLite, and PostgreSQL where one answers).
+# Install l2l with its test dependencies and run every test (SQLite, and PostgreSQL where one answers),
+# on every core: pytest-xdist, -n auto (L2L_TEST_WORKERS=4 to choose, 0 to run in one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install.sh dev
 
 # The web pages are tested in a real headless Chromium: Debian's chromium and its chromedriver.
+# Installed only where missing, and beside the pip install rather than after it (both mostly wait).
+apt_pid=""
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "installing chromium and chromium-driver for the browser test..."
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
-      || echo "WARNING: apt-get could not install chromium; the browser test will be skipped." >&2
+    echo "installing chromium and chromium-driver for the browser tests (beside the pip install)..."
+    (
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+        || echo "WARNING: apt-get could not install chromium; the browser tests will be skipped." >&2
+    ) &
+    apt_pid=$!
   else
     echo "WARNING: no /usr/bin/chromium or /usr/bin/chromedriver, and apt-get needs root here;" \
-      "the browser test will be skipped (apt-get install chromium chromium-driver)." >&2
+      "the browser tests will be skipped (apt-get install chromium chromium-driver)." >&2
   fi
+fi
+./scripts/install.sh dev
+if [ -n "$apt_pid" ]; then
+  wait "$apt_pid" || true
 fi
 
 # The store's contract tests also run on PostgreSQL: start the local server if it is down.
@@ -26,8 +35,10 @@ if [ -z "${L2L_TEST_POSTGRES_URL:-}" ] && ! { command -v pg_isready >/dev/null &
   echo "WARNING: no PostgreSQL server answers on 127.0.0.1:5432; running the SQLite tests only." >&2
 fi
 
+# Tests share nothing but what xdist_group marks (a Ray cluster): every test makes its own
+# databases, folders and ports, so they spread over the workers; a group stays on one worker.
 status=0
-.venv/bin/python -m pytest -q -rs "$@" || status=$?
+.venv/bin/python -m pytest -q -rs -n "${L2L_TEST_WORKERS:-auto}" --dist loadgroup "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure" >&2
   exit 1

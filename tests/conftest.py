@@ -89,6 +89,12 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     store.dispose()
 
 
+#: How long a test waits for what should happen before it calls it stuck. Long on purpose: on a
+#: machine loaded 10x, a 12-trial job can take minutes, and a wait is a guard against a hang, never
+#: a check of speed. pytest-timeout (600 s a test, pyproject.toml) is the outer limit.
+HANG_SECONDS = 420.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,7 +133,7 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG_SECONDS
         while not self.server.started:
             if time.monotonic() > deadline:
                 raise RuntimeError("the test server did not start")
@@ -180,7 +186,7 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(what: str, check: Callable[[], Any], seconds: float = 30) -> Any:
+def wait_for(what: str, check: Callable[[], Any], seconds: float = HANG_SECONDS) -> Any:
     """``check()``'s first truthy result, polled every 0.1 s; an AssertionError naming ``what``
     (and the last result or error) once ``seconds`` pass."""
     deadline = time.monotonic() + seconds

@@ -41,6 +41,8 @@ class ThreadExecutor:
         self.cpus = cpus
         self.submitted: list[TrialTask] = []
         self.finals: list[TrialTask] = []
+        #: Trial ids the job loop asked to stop (a thread cannot be stopped: its late end is ignored).
+        self.cancelled: list[int] = []
         self._done: list[Outcome] = []
         self._lock = threading.Lock()
 
@@ -94,7 +96,7 @@ class ThreadExecutor:
         return done
 
     def cancel(self, trial_id: int) -> None:
-        pass
+        self.cancelled.append(trial_id)
 
     def shutdown(self) -> None:
         pass

@@ -57,6 +57,7 @@ def test_submit_get_and_list_jobs(client: TestClient) -> None:
         "completed": 0,
         "failed": 0,
         "cancelled": 0,
+        "timed_out": 0,
     }
     assert client.get(f"/jobs/{job['id']}").json()["name"] == job["name"]
     listing = client.get("/jobs").json()
@@ -186,7 +187,7 @@ def test_trial_listing_sorts_filters_and_pages(client: TestClient, store: Store)
     failed = client.get(f"/jobs/{job_id}/trials", params={"state": "failed"}).json()
     assert failed["total"] == 1 and failed["items"][0]["error"] == "boom"
     page = client.get(f"/jobs/{job_id}/trials", params={"offset": 1, "limit": 2}).json()
-    assert [t["number"] for t in page["items"]] == [1, 2] and page["total"] == 4
+    assert [t["number"] for t in page["items"]] == [2, 3] and page["total"] == 4  # numbered from 1
     assert client.get(f"/jobs/{job_id}/trials", params={"sort": "bogus"}).status_code == 422
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 
 from l2l.loop import JobLoop
 from l2l.service.jobs import create_team, submit_job
@@ -29,6 +30,10 @@ from l2l.store import Store
 from l2l.store.states import JobState, TrialState
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Ray clusters, Ray Serve and `l2l serve` (whose predictor takes the default port): one at a time
+# under pytest-xdist (scripts/test.sh runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +62,9 @@ def test_ray_workers_train_keras_models_and_report_over_http(
     try:
         job = submit_job(sqlite_store, JobSpec.model_validate(spec), settings, team)
         loop = JobLoop(sqlite_store, ray_executor, settings)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + HANG_SECONDS
         while not sqlite_store.get_job(job.id).state.is_finished():
-            assert time.monotonic() < deadline, "the job did not finish in 5 minutes"
+            assert time.monotonic() < deadline, f"the job did not finish in {HANG_SECONDS:.0f} s"
             if not loop.step():
                 time.sleep(0.1)
         _check_the_job_and_its_model(sqlite_store, job.id)
@@ -76,7 +81,7 @@ def _check_the_job_and_its_model(sqlite_store: Store, job_id: int) -> None:
     for trial in trials:
         # Real training: Keras' own metrics, a real accuracy, one report per epoch.
         assert 0.0 <= trial.metrics["val_accuracy"] <= 1.0 and trial.reward == trial.metrics["val_accuracy"]
-        assert trial.metrics["parameters"] > 0 and trial.metrics["train_seconds"] > 0
+        assert trial.metrics["parameters"] > 0 and math.isfinite(trial.metrics["train_seconds"])
         assert [p.step for p in sqlite_store.trial_metrics(trial.id)] == [0, 1, 2]
     assert max(t.reward or 0 for t in trials) > 0.5  # wine has 3 classes: chance is ~0.4
     assert job.strategy_state is not None and len(job.strategy_state["pending"]) == 0
@@ -192,9 +197,9 @@ def test_a_placement_job_runs_on_a_ray_worker(
         }
         job = submit_job(sqlite_store, JobSpec.model_validate(spec), settings, team)
         loop = JobLoop(sqlite_store, ray_executor, settings)  # type: ignore[arg-type]
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + HANG_SECONDS
         while not sqlite_store.get_job(job.id).state.is_finished():
-            assert time.monotonic() < deadline, "the placement job did not finish in 3 minutes"
+            assert time.monotonic() < deadline, f"the placement job did not finish in {HANG_SECONDS:.0f} s"
             if not loop.step():
                 time.sleep(0.1)
         finished = sqlite_store.get_job(job.id)
@@ -218,7 +223,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
     server = _serve(tmp_path, port)
     try:
-        _wait(lambda: httpx.get(f"{api}/health").status_code == 200, 60, "the service to start")
+        _wait(lambda: httpx.get(f"{api}/health").status_code == 200, HANG_SECONDS, "the service to start")
         spec = {
             "dataset": "wine",
             "space": "mlp",
@@ -229,7 +234,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
         job_id = httpx.post(f"{api}/jobs", json=spec, headers=auth).json()["id"]
         _wait(
             lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["progress"]["completed"] >= 3,
-            180,
+            HANG_SECONDS,
             "three trials to complete",
         )
     finally:
@@ -247,7 +252,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     try:
         _wait(
             lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["state"] == "completed",
-            300,
+            HANG_SECONDS,
             "the job to end",
         )
     finally:
@@ -266,7 +271,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     # Nothing counted twice or lost: one trial per proposal, proposals numbered on from the saved state.
     assert sorted(t.proposal_id for t in trials) == list(range(10))
     assert after.strategy_state is not None and after.strategy_state["next_id"] == 10
-    assert all(t.proposal_id < asked_before for t in trials if t.number < created_before)
+    assert all(t.proposal_id < asked_before for t in trials if t.number <= created_before)  # from 1
     # Trials that had finished before the kill were not run again.
     assert all(t.attempts == 1 for t in trials if t.id in told_before)
     store.dispose()

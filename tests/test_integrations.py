@@ -24,6 +24,7 @@ def score(values: dict[str, Any]) -> float:
     return values["a"] + (values["b"] == "y") + values["c"]
 
 
+@pytest.mark.xdist_group("ray")  # a Ray cluster: one at a time (see tests/test_end_to_end.py)
 def test_a_strategy_runs_as_a_ray_tune_searcher(tmp_path: Path) -> None:
     import ray
     from ray import tune

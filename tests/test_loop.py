@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 from fakes import ThreadExecutor, synthetic_metrics
 
 from l2l.loop import JobLoop
@@ -39,7 +39,7 @@ def _submit(store: Store, settings: Settings, **changes: object) -> int:
     return submit_job(store, JobSpec.model_validate({**JOB, **changes}), settings).id
 
 
-def _run_until_done(loop: JobLoop, job_id: int, seconds: float = 60) -> None:
+def _run_until_done(loop: JobLoop, job_id: int, seconds: float = HANG_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while not loop.store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline, f"job {job_id} did not finish in {seconds} s"
@@ -59,7 +59,7 @@ def test_a_job_runs_to_its_budget(store: Store, live: LiveServer, strategy: str)
     assert job.state is JobState.COMPLETED and job.reason is None
     assert total == 12 and len(executor.submitted) == 12
     assert all(t.state is TrialState.COMPLETED and t.told for t in trials)
-    assert [t.number for t in trials] == list(range(12))
+    assert [t.number for t in trials] == list(range(1, 13))  # "trial 1" is the first
     assert len({t.proposal_id for t in trials}) == 12
     best = max(trials, key=lambda t: t.reward or 0)
     assert job.best_trial_id == best.id and store.get_trial(best.id).is_best
@@ -77,7 +77,7 @@ def test_concurrency_is_never_exceeded(store: Store, live: LiveServer) -> None:
 
     job_id = _submit(store, live.settings, strategy="random")
     loop = JobLoop(store, ThreadExecutor(slow), live.settings)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_SECONDS
     while not store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline
         loop.step()
@@ -184,7 +184,7 @@ def test_pause_resume_and_cancel_while_the_loop_runs(store: Store, live: LiveSer
     assert store.trial_counts(job_id)[TrialState.RUNNING] == 2
     store.change_job_state(job_id, None, "pause")
     release.set()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + HANG_SECONDS
     while store.trial_counts(job_id)[TrialState.COMPLETED] < 2 or store.list_trials(job_id, told=False)[1]:
         assert time.monotonic() < deadline
         loop.step()
@@ -255,3 +255,62 @@ def test_a_failing_final_model_is_retried_then_reported_on_the_job(store: Store,
     assert "out of memory" in (job.reason or "")
     assert final is not None and final.state is TrialState.FAILED and final.attempts == 2  # max_retries=1
     assert len(executor.finals) == 2
+
+
+def _store_unchecked_job(store: Store, settings: Settings, objective: dict, **changes: object) -> int:
+    # Straight to the store, as a job whose metrics cannot be known at submission would be.
+    from l2l.service.jobspec import validate_job
+
+    spec = validate_job(JobSpec.model_validate({**JOB, **changes}), settings)
+    return store.create_job("unchecked", {**spec, "objective": objective}).id
+
+
+def test_a_job_in_which_no_trial_succeeded_fails_and_says_why(store: Store, live: LiveServer) -> None:
+    # Fewer trials than the consecutive-failure limit: the budget runs out, every trial failed.
+    job_id = _store_unchecked_job(
+        store, live.settings, {"metric": "val_acc", "mode": "max"}, budget={"trials": 2, "concurrency": 1}
+    )
+    _run_until_done(JobLoop(store, ThreadExecutor(), live.settings), job_id)
+
+    job = store.get_job(job_id)
+    assert job.state is JobState.FAILED, job.reason
+    assert job.reason == (
+        "no trial reported the objective metric 'val_acc'; metrics reported: accuracy, val_accuracy, val_loss"
+    )
+    assert store.get_final_model(job_id) is None and job.best_trial_id is None
+
+
+def test_a_job_whose_trials_all_crash_fails_with_the_last_error(store: Store, live: LiveServer) -> None:
+    def broken(task: TrialTask) -> dict[str, float]:
+        raise TrialBuildError("the model does not fit in memory")
+
+    job_id = _submit(store, live.settings, budget={"trials": 2, "concurrency": 1})
+    _run_until_done(JobLoop(store, ThreadExecutor(broken), live.settings), job_id)
+
+    job = store.get_job(job_id)
+    assert job.state is JobState.FAILED
+    assert job.reason is not None and job.reason.startswith("no trial succeeded (2 failed); the last error:")
+    assert "does not fit in memory" in job.reason
+
+
+def test_too_many_failures_in_a_row_name_the_missing_objective_metric(store: Store, live: LiveServer) -> None:
+    job_id = _store_unchecked_job(store, live.settings, {"metric": "val_acc", "mode": "max"})
+    _run_until_done(JobLoop(store, ThreadExecutor(), live.settings), job_id)
+
+    job = store.get_job(job_id)
+    assert job.state is JobState.FAILED
+    assert job.reason == (
+        "3 trials failed in a row; no trial reported the objective metric 'val_acc'; "
+        "metrics reported: accuracy, val_accuracy, val_loss"
+    )
+
+
+def test_a_started_job_knows_the_chance_level_of_its_data(store: Store, live: LiveServer) -> None:
+    job_id = _submit(store, live.settings, budget={"trials": 1, "concurrency": 1})
+    JobLoop(store, ThreadExecutor(), live.settings).step()
+
+    chance = store.get_job(job_id).chance
+    # wine: 59 / 71 / 48 rows of its three classes; class_1 is the most frequent in any stratified split
+    assert chance is not None and chance["metric"] == "accuracy" and chance["task"] == "classification"
+    assert chance["guess"] == "always guessing the most frequent class ('class_1')"
+    assert chance["validation"] == pytest.approx(14 / 36) and chance["test"] == pytest.approx(14 / 36)

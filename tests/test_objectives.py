@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +99,77 @@ def test_the_benchmark_records_each_runs_pareto_front_under_a_cost_objective() -
     assert all(a1 < a2 for (a1, _), (a2, _) in zip(front, front[1:], strict=False))
     assert 0 < run.hypervolume < 1 and run.cost_metric == "parameters"
     assert result.summary(15)["pareto_front_size_mean"] == len(front)
+
+
+# ------------------------------------------------------------- the objective's metric at submission
+
+
+@pytest.mark.parametrize(
+    ("dataset", "objective", "refused"),
+    [
+        ("wine", {"metric": "val_acc"}, "'val_acc'"),
+        ("wine", {"metric": "val_mae", "mode": "min"}, "'val_mae'"),  # a regression metric
+        ("wine", {"metric": "val_accuracy", "cost": "flops", "target": 1e6}, "'flops'"),
+        ("wine", {"metric": "val_accuracy"}, None),
+        ("wine", {"metric": "loss", "mode": "min"}, None),
+        ("wine", {"metric": "val_accuracy", "cost": "parameters", "target": 1e4}, None),
+    ],
+)
+def test_an_unknown_objective_metric_is_refused_at_submission(
+    dataset: str, objective: dict[str, Any], refused: str | None
+) -> None:
+    from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
+    from l2l.settings import Settings
+
+    spec = JobSpec.model_validate(
+        {"dataset": dataset, "space": "mlp", "budget": {"trials": 2}, "objective": objective}
+    )
+    if refused is None:
+        assert validate_job(spec, Settings())["objective"]["metric"] == objective["metric"]
+        return
+    with pytest.raises(InvalidJob) as error:
+        validate_job(spec, Settings())
+    assert refused in str(error.value)
+    assert "it reports accuracy, loss, parameters, train_seconds, val_accuracy, val_loss" in str(error.value)
+
+
+def test_the_metrics_known_at_submission_are_those_a_real_trial_reports(tmp_path: Path) -> None:
+    """The list the submit check uses, against a real one-epoch training of each task."""
+    pytest.importorskip("keras")
+    from l2l.service.datasets import check_dataset_spec
+    from l2l.service.jobspec import reported_metrics
+    from l2l.worker.executor import TrialTask
+    from l2l.worker.trainer import run_trial
+    from search_spaces import check_space_spec, get_space
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.finals: list[dict[str, Any]] = []
+
+        def step(self, step: int, metrics: Any) -> None:
+            pass
+
+        def final(self, metrics: Any, step: int | None = None) -> None:
+            self.finals.append(dict(metrics))
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text("size,rooms,price\n" + "".join(f"{i},{i % 4},{3.5 * i + 0.1}\n" for i in range(40)))
+    space = get_space("mlp")
+    params = space.validate(space.sample(random.Random(0)))
+    for dataset in ("wine", {"name": "csv", "path": str(prices), "target": "price"}):
+        spec = check_dataset_spec(dataset)
+        recorder = Recorder()
+        task = TrialTask(
+            trial_id=1,
+            job_id=1,
+            attempt=1,
+            token="t",
+            report_url="http://127.0.0.1:9",
+            dataset=spec,
+            space=space.to_dict(),
+            params=params,
+            epochs=1,
+            seed=0,
+        )
+        run_trial(task.to_dict(), reporter=recorder)
+        assert sorted(recorder.finals[0]) == reported_metrics(check_space_spec("mlp"), spec["task"])

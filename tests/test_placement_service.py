@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 from fakes import ThreadExecutor
 from fastapi.testclient import TestClient
 
@@ -90,7 +90,7 @@ def live(store: Store, tmp_path: Path) -> Iterator[LiveServer]:
         yield server
 
 
-def _run_until_done(loop: JobLoop, job_id: int, seconds: float = 90) -> None:
+def _run_until_done(loop: JobLoop, job_id: int, seconds: float = HANG_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while not loop.store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline, f"job {job_id} did not finish in {seconds} s"
@@ -482,7 +482,7 @@ def test_the_model_of_an_earlier_search_job_is_placed(
     _run_until_done(loop, search_id)
     spec = JobSpec.model_validate(placement_job({"job_id": search_id}, batch_size=16, max_seconds=0.5))
     job_id = submit_job(store, spec, live.settings, team).id
-    _run_until_done(loop, job_id, seconds=240)
+    _run_until_done(loop, job_id)
     job = store.get_job(job_id)
     assert job.state is JobState.COMPLETED, job.reason
     path = store.get_artifact(job_id, "placement")

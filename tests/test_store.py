@@ -60,7 +60,7 @@ def test_add_trial_saves_strategy_state_atomically(store: Store) -> None:
     store.claim_job("a", lease_seconds=60)
     first = store.add_trial(job.id, "a", proposal_id=7, params={"x": 1}, strategy_state={"asked": 1})
     second = store.add_trial(job.id, "a", proposal_id=8, params={"x": 2}, strategy_state={"asked": 2})
-    assert (first.number, second.number) == (0, 1)
+    assert (first.number, second.number) == (1, 2)  # "trial 1" is the first
     assert store.get_job(job.id).strategy_state == {"asked": 2}
     assert first.state is TrialState.QUEUED
     with pytest.raises(Exception):  # noqa: B017 - a duplicate proposal id is refused, and nothing changes
@@ -159,3 +159,40 @@ def test_migrate_is_idempotent(store: Store) -> None:
     store.create_job("job", SPEC)
     store.migrate()
     assert store.list_jobs()[1] == 1
+
+
+def test_migration_0007_numbers_stored_trials_from_one_and_back(store: Store) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import text
+
+    from l2l.store.database import MIGRATIONS
+
+    job = store.create_job("job", SPEC)
+    store.claim_job("a", lease_seconds=60)
+    for proposal in range(3):
+        store.add_trial(job.id, "a", proposal_id=proposal, params={}, strategy_state={})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    before = ScriptDirectory.from_config(config).get_revision("0007").down_revision
+
+    def numbers() -> list[int]:
+        with store._write_engine.begin() as connection:
+            rows = connection.execute(
+                text("SELECT number FROM trials WHERE job_id = :j ORDER BY number"), {"j": job.id}
+            )
+            return [row[0] for row in rows]
+
+    def migrate(command_: object, revision: str) -> None:
+        with store._write_engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command_(config, revision)  # type: ignore[operator]
+
+    assert numbers() == [1, 2, 3]
+    migrate(command.downgrade, str(before))
+    assert numbers() == [0, 1, 2]  # as stored before 0007
+    migrate(command.upgrade, "0007")
+    assert numbers() == [1, 2, 3]
+    migrate(command.upgrade, "head")
+    assert store.get_job(job.id).chance is None  # the column is back, empty until a controller starts it

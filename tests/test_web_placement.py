@@ -120,7 +120,7 @@ def _place_in_the_form(driver: Any, url: str, key: str, graph_id: int) -> int:
     assert find(By.ID, "job").get_attribute("data-kind") == "placement"
     assert f"uploaded graph {graph_id}" in find(By.CSS_SELECTOR, ".spec-line").text
 
-    wait_for("the job completes", lambda: find(By.ID, "job-state").text.lower() == "completed", seconds=60)
+    wait_for("the job completes", lambda: find(By.ID, "job-state").text.lower() == "completed")
     wait_for("the placement is drawn", lambda: driver.find_elements(By.CSS_SELECTOR, "svg[data-timeline]"))
     return job_id
 

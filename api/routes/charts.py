@@ -22,7 +22,7 @@ from l2l.store.states import TrialState
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 
 #: Trials that have a place on the chart: a reward, or a failure (drawn with no reward).
-CHARTED = {TrialState.COMPLETED, TrialState.FAILED}
+CHARTED = {TrialState.COMPLETED, TrialState.FAILED, TrialState.TIMED_OUT}
 
 Series = list[tuple[int, float | None]]
 
@@ -70,7 +70,7 @@ def _cache_of(request: Request) -> _SeriesCache:
         **NOT_FOUND,
         200: {
             "description": "[[number, reward], ...] in trial order; reward is null for a failed trial.",
-            "content": {"application/json": {"example": [[0, 0.91], [1, None], [2, 0.94]]}},
+            "content": {"application/json": {"example": [[1, 0.91], [2, None], [3, 0.94]]}},
         },
         304: {"description": "Nothing finished since the ETag sent in If-None-Match."},
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from api.deps import JobDep, SettingsDep, StoreDep, TeamDep
 from api.schemas import (
@@ -31,26 +31,60 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 
 def _public(store: Store, job: JobRecord) -> JobPublic:
     progress = service.job_progress(store, job)
-    return JobPublic.of(job, progress["counts"], progress["best"], progress["final_model"])
+    return JobPublic.of(
+        job, progress["counts"], progress["best"], progress["final_model"], progress["warning"]
+    )
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     responses={
-        422: {"model": Problem, "description": "The job cannot run as submitted."},
+        200: {
+            "model": JobPublic,
+            "description": "A retry: the job first submitted with this Idempotency-Key.",
+        },
+        422: {
+            "model": Problem,
+            "description": "The job cannot run as submitted, or its Idempotency-Key came with another body.",
+        },
         429: {"model": Problem, "description": "The team has as many unfinished jobs as it may."},
     },
 )
-def submit_job(body: JobCreate, store: StoreDep, settings: SettingsDep, team: TeamDep) -> JobPublic:
-    """Queue a search job. It is checked first; nothing is stored if it cannot run."""
+def submit_job(
+    body: JobCreate,
+    store: StoreDep,
+    settings: SettingsDep,
+    team: TeamDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="Any unique string (a UUID): a retry with the same key and body returns the "
+            "first job (200) instead of making a second one.",
+        ),
+    ] = None,
+) -> JobPublic:
+    """Queue a search job. It is checked first; nothing is stored if it cannot run.
+
+    The job is stored in one transaction: an answer other than 2xx means no job was made.
+    """
     try:
-        job = service.submit_job(store, body, settings, team)
-    except InvalidJob as error:
+        if idempotency_key is None:
+            job, new = service.submit_job(store, body, settings, team), True
+        else:
+            job, new = service.submit_job_once(store, body, settings, team, idempotency_key)
+    except (InvalidJob, service.IdempotencyKeyReused) as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
     except service.OverLimit as error:
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(error)) from None
-    return _public(store, job)
+    if not new:
+        response.status_code = status.HTTP_200_OK
+        return _public(store, job)
+    # Built without reading the database again: the job is stored, so the answer must be 201.
+    return JobPublic.of(job, {state: 0 for state in TrialState}, None, None)
 
 
 @router.get("")

@@ -7,8 +7,9 @@ from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, status
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import StoreDep
+from api.deps import StepWriterDep, StoreDep
 from api.schemas import Problem, ReportAccepted, TrialPublic, TrialReport
 from l2l.service import jobs as service
 from l2l.store import NotFound
@@ -25,13 +26,18 @@ router = APIRouter(prefix="/trials", tags=["trials"])
         409: {"model": Problem, "description": "The trial is not running."},
     },
 )
-def report(
+async def report(
     trial_id: int,
     body: TrialReport,
     store: StoreDep,
+    writer: StepWriterDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> ReportAccepted:
-    """A worker reports metrics with its per-trial token. Repeats of a finished trial change nothing."""
+    """A worker reports metrics with its per-trial token. Repeats of a finished trial change nothing.
+
+    Answered once the report is stored (committed). An intermediate report's step is stored
+    once: sending it again, even at the same moment, is answered 200 with ``changed: false``.
+    """
     token = bearer_token(authorization)
     if token is None:
         raise HTTPException(
@@ -40,7 +46,13 @@ def report(
             headers={"WWW-Authenticate": "Bearer"},
         )
     with worker_report_errors(trial_id):
-        outcome = service.report_trial(store, trial_id, token, body.metrics, step=body.step, final=body.final)
+        if not body.final and body.step is not None:
+            # The hot path (every epoch of every trial): async, batched with its neighbours.
+            outcome = await service.report_step(writer, trial_id, token, body.step, body.metrics)
+        else:
+            outcome = await run_in_threadpool(
+                service.report_trial, store, trial_id, token, body.metrics, step=body.step, final=body.final
+            )
     return ReportAccepted(
         trial=TrialPublic.of(outcome.trial), changed=outcome.changed, message=outcome.message
     )

@@ -7,6 +7,7 @@ The form makes a search or, with ``kind=placement``, a placement job ("Place a m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,7 +20,7 @@ from l2l.placement.benchmarks import BENCHMARK_GRAPHS
 from l2l.placement.cluster import PRESETS
 from l2l.service.datasets import BUILT_IN_KINDS
 from l2l.service.jobspec import JobSpec
-from l2l.store.records import GraphRecord, JobRecord
+from l2l.store.records import DatasetRecord, GraphRecord, JobRecord
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ DATASET_HINTS = {
 }
 
 SPACES = (
+    Option(
+        "",
+        "Chosen from the data",
+        "the multilayer perceptron, or for 5,000 images and more the convolutional cell",
+    ),
     Option("nb201_cell", "Convolutional cell (NAS-Bench-201)", "for images: how a small cell is wired"),
     Option("mlp", "Multilayer perceptron", "for any data: searches depth, width, activation, dropout"),
 )
@@ -76,21 +82,33 @@ DEFAULTS = {
     "batch_size": "",
     "name": "",
     "dataset": "digits",
-    "space": "nb201_cell",
+    "space": "",
     "strategy": "reinforce",
     "trials": "20",
     "concurrency": "2",
-    "epochs": "4",
+    "epochs": "",
     "seed": "",
 }
 
 
-def dataset_options() -> list[Option]:
-    options = []
+def dataset_options(uploads: Sequence[DatasetRecord] = ()) -> list[Option]:
+    """The team's uploads first (newest first; value ``upload:ID``), then the built-in datasets."""
+    options = [Option(f"upload:{d.id}", d.name, _upload_hint(d)) for d in uploads]
     for name in sorted(BUILT_IN_KINDS, key=lambda n: (n not in DATASET_HINTS, n)):
         label, hint = DATASET_HINTS.get(name, (name, f"{BUILT_IN_KINDS[name]} data"))
         options.append(Option(name, label, hint))
     return options
+
+
+def _upload_hint(dataset: DatasetRecord) -> str:
+    summary = dataset.summary
+    parts = [f"your upload #{dataset.id}", dataset.spec.get("kind", ""), f"{summary.get('rows', '?'):,} rows"]
+    classes = summary.get("classes")
+    if classes:
+        parts.append(f"{len(classes)} classes")
+    elif summary.get("task") == "regression":
+        parts.append("regression")
+    return ", ".join(p for p in parts if p)
 
 
 def strategy_options() -> list[Option]:
@@ -144,16 +162,25 @@ def job_spec(values: dict[str, str]) -> JobSpec:
     """The job the form describes; raises :class:`FormError` with a message a person can act on."""
     if values.get("kind") == "placement":
         return _validated(_placement_body(values), values)
-    body: dict[str, Any] = {
-        "dataset": values.get("dataset") or DEFAULTS["dataset"],
-        "space": values.get("space") or DEFAULTS["space"],
-        "strategy": values.get("strategy") or DEFAULTS["strategy"],
-        "budget": {
-            "trials": _integer(values, "trials", "Trials"),
-            "concurrency": _integer(values, "concurrency", "Trials at a time"),
-            "epochs": _integer(values, "epochs", "Epochs per trial"),
-        },
+    dataset: Any = values.get("dataset") or DEFAULTS["dataset"]
+    if dataset.startswith("upload:"):
+        chosen = dataset.removeprefix("upload:")
+        if not chosen.isdigit():
+            raise FormError(f"Data: pick one of your uploads or a built-in dataset, not {dataset!r}")
+        dataset = {"id": int(chosen)}
+    budget: dict[str, Any] = {
+        "trials": _integer(values, "trials", "Trials"),
+        "concurrency": _integer(values, "concurrency", "Trials at a time"),
     }
+    if values.get("epochs", "").strip():  # empty: chosen from the data's size
+        budget["epochs"] = _integer(values, "epochs", "Epochs per trial")
+    body: dict[str, Any] = {
+        "dataset": dataset,
+        "strategy": values.get("strategy") or DEFAULTS["strategy"],
+        "budget": budget,
+    }
+    if values.get("space"):  # empty: chosen from the data
+        body["space"] = values["space"]
     return _validated(body, values)
 
 

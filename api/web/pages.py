@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.deps import KEY_COOKIE, SettingsDep, StoreDep
 from api.web import forms
 from l2l.service import jobs as service
+from l2l.service.datasets import DatasetError
 from l2l.service.jobspec import InvalidJob
+from l2l.service.uploads import UploadTooLarge, save_upload
 from l2l.store import NotFound, Store
 from l2l.store.records import TeamRecord
 from l2l.store.states import TrialState
@@ -117,7 +119,7 @@ def jobs_page(
             {
                 "job": job,
                 "completed": counts[TrialState.COMPLETED],
-                "failed": counts[TrialState.FAILED],
+                "failed": counts[TrialState.FAILED] + counts[TrialState.TIMED_OUT],
                 "running": counts[TrialState.RUNNING],
                 "best": progress["best"],
             }
@@ -154,7 +156,7 @@ def _new_job_page(
         team=team,
         values={**forms.DEFAULTS, **values},
         error=error,
-        datasets=forms.dataset_options(),
+        datasets=forms.dataset_options(store.list_datasets(team.id)),
         spaces=forms.SPACES,
         strategies=forms.strategy_options(),
         max_trials=settings.api.max_trials_per_job,
@@ -168,8 +170,11 @@ def _new_job_page(
 
 
 @router.get("/new", response_class=HTMLResponse)
-def new_job_page(request: Request, store: StoreDep, team: PageTeam) -> HTMLResponse:
-    return _new_job_page(request, store, team, {}, None)
+def new_job_page(
+    request: Request, store: StoreDep, team: PageTeam, dataset: str | None = None
+) -> HTMLResponse:
+    """The new-job form; ``?dataset=upload:N`` picks an upload (where the upload page sends you)."""
+    return _new_job_page(request, store, team, {"dataset": dataset} if dataset else {}, None)
 
 
 @router.post("/new", response_class=HTMLResponse)
@@ -182,6 +187,59 @@ async def submit_job(request: Request, store: StoreDep, settings: SettingsDep, t
     except service.OverLimit as error:
         return _new_job_page(request, store, team, values, str(error), status.HTTP_429_TOO_MANY_REQUESTS)
     return RedirectResponse(f"/job/{job.id}", status.HTTP_303_SEE_OTHER)
+
+
+# ------------------------------------------------------------------ uploads
+
+
+def _upload_page(
+    request: Request, team: TeamRecord, values: dict[str, str], error: str | None, status_code: int = 200
+) -> HTMLResponse:
+    limit = request.app.state.settings.api.max_upload_mb
+    return _render(request, "upload.html", status_code, team=team, values=values, error=error, max_mb=limit)
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_page(request: Request, team: PageTeam) -> HTMLResponse:
+    return _upload_page(request, team, {}, None)
+
+
+@router.post("/upload", response_class=HTMLResponse)
+def upload_dataset(
+    request: Request,
+    store: StoreDep,
+    settings: SettingsDep,
+    team: PageTeam,
+    file: Annotated[UploadFile | None, File()] = None,
+    name: Annotated[str, Form(max_length=200)] = "",
+    target: Annotated[str, Form(max_length=200)] = "",
+    task: Annotated[str, Form(pattern="^(|classification|regression)$")] = "",
+) -> Response:
+    """The same checks as ``POST /datasets``; a good upload goes on to the new-job form, picked.
+
+    A plain ``def``: the check reads and decodes the whole file, off the event loop.
+    """
+    values = {"name": name, "target": target, "task": task}
+    if file is None or not file.filename:
+        return _upload_page(
+            request, team, values, "Choose a file to upload.", status.HTTP_422_UNPROCESSABLE_CONTENT
+        )
+    try:
+        dataset = save_upload(
+            store,
+            settings,
+            team.id,
+            file.filename,
+            file.file,
+            name=name.strip() or None,
+            target=target.strip() or None,
+            task=task or None,
+        )
+    except UploadTooLarge as error:
+        return _upload_page(request, team, values, str(error), status.HTTP_413_CONTENT_TOO_LARGE)
+    except DatasetError as error:
+        return _upload_page(request, team, values, str(error), status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return RedirectResponse(f"/new?dataset=upload:{dataset.id}", status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/job/{job_id}", response_class=HTMLResponse)

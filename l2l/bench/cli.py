@@ -17,7 +17,7 @@ from search_spaces.nb201 import TABULAR_DATASETS
 
 def add_bench_parser(commands: Any) -> None:
     """Add ``bench`` with its ``nb201`` and ``plot`` sub-commands to ``commands`` (argparse subparsers)."""
-    bench = commands.add_parser("bench", help="benchmark strategies on tabular NAS-Bench-201")
+    bench = commands.add_parser("bench", help="benchmarks: NAS-Bench-201, placement, report load")
     which = bench.add_subparsers(dest="bench_command", required=True)
     nb201 = which.add_parser("nb201", help="run searches on the NAS-Bench-201 table and write results JSON")
     nb201.add_argument("--dataset", choices=TABULAR_DATASETS, default="cifar10")
@@ -84,6 +84,36 @@ def add_bench_parser(commands: Any) -> None:
         "with a bootstrap interval",
     )
     match.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
+    reports = which.add_parser(
+        "reports",
+        help="POST /trials/{id}/report under load from many concurrent workers (wrk), exactly-once checked",
+    )
+    reports.add_argument(
+        "--database", action="append", choices=["sqlite", "postgresql"], help="repeat for both (default both)"
+    )
+    reports.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run (default 15)")
+    reports.add_argument("--connections", type=int, default=50, help="concurrent clients (default 50)")
+    reports.add_argument(
+        "--workers", type=int, action="append", help="uvicorn worker processes (repeat to compare; default 1)"
+    )
+    reports.add_argument("--trials", type=int, default=200, help="running trials reported on (default 200)")
+    reports.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    reports.add_argument(
+        "--server-path",
+        type=Path,
+        help="run the service from this checkout instead (e.g. a worktree of the code before a change)",
+    )
+    reports.add_argument(
+        "--compare-with",
+        type=Path,
+        help="also run the service from this checkout, just before each run of this one (side by side)",
+    )
+    reports.add_argument(
+        "--postgres-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="an admin URL; a fresh database is made beside it and dropped after",
+    )
+    reports.add_argument("--out", help="append the results (JSON) to this file")
     plot = which.add_parser("plot", help="draw best-so-far curves of results files into one PNG")
     plot.add_argument("results", nargs="+", help="results JSON files of `l2l bench nb201`")
     plot.add_argument("--out", required=True, help="the PNG to write")
@@ -91,6 +121,8 @@ def add_bench_parser(commands: Any) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "reports":
+        return _run_reports(args)
     if args.bench_command == "placement":
         return _run_placement(args)
     if args.bench_command == "placement-check":
@@ -191,6 +223,33 @@ def _strategy(text: str) -> str | tuple[str, dict[str, Any]]:
     if not isinstance(parsed, dict):
         raise SystemExit(f"l2l bench: options of {name} must be a JSON object, got {options!r}")
     return name, parsed
+
+
+def _run_reports(args: argparse.Namespace) -> int:
+    from l2l.bench.report_load import WRK, format_results, main_reports, results_document
+
+    if not Path(WRK).exists():
+        print("l2l: the report benchmark needs wrk (Debian: apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    results = main_reports(
+        args.database or ["sqlite", "postgresql"],
+        seconds=args.seconds,
+        connections=args.connections,
+        workers=args.workers or [1],
+        trials=args.trials,
+        wrk_threads=args.wrk_threads,
+        server_paths=([args.compare_with] if args.compare_with else []) + [args.server_path],
+        postgres_admin_url=args.postgres_url,
+        progress=lambda result: print(format_results([result]).splitlines()[-1], flush=True),
+    )
+    print(format_results(results))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(results_document(results)) + "\n")
+        print(f"appended to {out}")
+    return 0 if all(result.exactly_once for result in results) else 1
 
 
 def _run_placement(args: argparse.Namespace) -> int:

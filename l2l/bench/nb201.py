@@ -431,7 +431,7 @@ def _judge(
                 best = trial.reward
                 pick = arch_str(trial.params)
             if queries_to_top is None and trial.reward >= threshold / 100.0:
-                queries_to_top = trial.number + 1
+                queries_to_top = trial.number  # trials are numbered from 1
         best_so_far.append(best)
         pick_so_far.append(pick)
     if job.best_trial_id is None:

@@ -8,12 +8,13 @@ service if it is not already up, runs a small search and prints how it goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from l2l.client import ApiError
@@ -51,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     add_bench_parser(commands)
     args = parser.parse_args(argv)
 
-    quiet = args.command in ("demo", "bench")  # they print their own progress
+    # demo and bench print their own progress; admin prints a key a script may capture.
+    quiet = args.command in ("demo", "bench", "admin", "migrate", *CLIENT_COMMANDS)
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic says at INFO which dialect it found and each revision it runs: noise at every start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args.host, args.port, controller=not args.no_controller)
@@ -127,7 +131,15 @@ def _admin(args: argparse.Namespace) -> int:
 
 
 def _serve(host: str | None, port: int | None, controller: bool) -> int:
+    """The API in this process and, unless ``controller`` is False, a supervised controller child.
+
+    SIGTERM or SIGINT stops everything this started, within seconds: uvicorn finishes its
+    requests (5 s at most), the controller releases its leases and stops Ray (``stop_grace_seconds``
+    at most, then it is killed), and any process left below this one is stopped too.
+    """
     import uvicorn
+
+    from l2l.client.supervisor import ControllerSupervisor, become_subreaper, stop_descendants
 
     settings = get_settings()
     host = host or settings.api.host
@@ -135,20 +147,75 @@ def _serve(host: str | None, port: int | None, controller: bool) -> int:
     env = dict(os.environ, L2L_API__HOST=host, L2L_API__PORT=str(port))
     os.environ.update(env)
     get_settings.cache_clear()
+    settings = get_settings()
     _store().migrate()  # once, before two processes race to do it
-    child = None
+    become_subreaper()  # what the controller leaves behind (Ray) comes back to us to stop
+    config = uvicorn.Config(
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,  # a line per worker report would cost more than the report
+        workers=settings.api.workers,
+        timeout_graceful_shutdown=5,
+    )
+    server = _server_without_signals(config)
+    supervisor = None
     if controller:
-        child = subprocess.Popen([sys.executable, "-m", "l2l.client.cli", "controller"], env=env)
+        knobs = settings.controller
+        supervisor = ControllerSupervisor(
+            [sys.executable, "-m", "l2l.client.cli", "controller"],
+            env,
+            first_delay=knobs.restart_first_seconds,
+            max_delay=knobs.restart_max_seconds,
+            grace_seconds=knobs.stop_grace_seconds,
+        )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set():  # a second signal: do not wait for open requests
+            server.force_exit = True
+        stopping.set()
+        server.should_exit = True
+        if supervisor is not None:  # in parallel with uvicorn's own shutdown
+            threading.Thread(target=supervisor.stop, daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    if supervisor is not None:
+        supervisor.start()
     try:
-        uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="warning")
+        if settings.api.workers > 1:
+            # Several API processes on one socket: uvicorn's supervisor starts and stops them (its
+            # own handlers replace ours in this process, and it returns on SIGTERM, so the finally
+            # below still stops the controller).
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
     finally:
-        if child is not None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if supervisor is not None:
+            supervisor.stop()
+        stop_descendants(grace_seconds=3.0)
     return 0
+
+
+def _server_without_signals(config: Any) -> Any:
+    """uvicorn's Server, with ``l2l serve``'s own signal handlers left in place.
+
+    uvicorn's would re-raise the signal at the end of its shutdown, ending this process
+    before it stopped the controller (which then ran on, orphaned, with its leases).
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Server(config)
 
 
 def _start_predictions(settings: Any) -> None:
@@ -170,20 +237,26 @@ def _stop_predictions() -> None:
 
 
 def _controller() -> int:
+    """Run the job loop until SIGTERM or SIGINT; then release the leases and stop Ray."""
     from l2l.loop import JobLoop
     from l2l.worker.ray_executor import RayExecutor
 
+    stop = threading.Event()
+
+    def stop_on_signal() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+
+    stop_on_signal()
     settings = get_settings()
     store = _store()
     store.migrate()
     executor = RayExecutor(settings.ray.address, settings.ray.num_cpus)
-    if settings.serve.enabled:
-        _start_predictions(settings)
-    loop = JobLoop(store, executor, settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop_on_signal()  # ray.init put in its own SIGTERM handler (sys.exit), which would skip the release
     try:
+        if settings.serve.enabled and not stop.is_set():
+            _start_predictions(settings)
+        loop = JobLoop(store, executor, settings)
         loop.run(stop)
     finally:
         if settings.serve.enabled:

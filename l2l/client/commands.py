@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from l2l.client import ApiError, Client
+from l2l.client.format import job_summary
 from l2l.settings import get_settings
 
 FINISHED = ("completed", "failed", "cancelled")
@@ -88,12 +89,7 @@ def _submit(client: Client, path: Path, wait: bool) -> int:
         job = client.job(job["id"])
         _progress_bar(job)
     print()
-    print(f"job {job['id']} {job['state']}" + (f": {job['reason']}" if job["reason"] else ""))
-    if job["best_trial"]:
-        print(f"best trial {job['best_trial']['number']}: reward {job['best_trial']['reward']:.4f}")
-    final = job.get("final_model")
-    if final and final["state"] == "completed":
-        print(f"final model: {final['test_metrics']}; `l2l download {job['id']}` to get it")
+    print("\n".join(job_summary(job)))
     return 0 if job["state"] == "completed" else 1
 
 

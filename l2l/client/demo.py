@@ -144,10 +144,10 @@ def _trial_line(trial: dict[str, Any], job: dict[str, Any]) -> str:
     total = job["progress"]["trials"]
     if trial["state"] == "failed":
         reason = (trial["error"] or "").strip().splitlines()[-1:] or ["?"]
-        return f"trial {trial['number'] + 1:>3}/{total} failed: {reason[0][:120]}"
+        return f"trial {trial['number']:>3}/{total} failed: {reason[0][:120]}"
     best = job["best_trial"] or {}
     return (
-        f"trial {trial['number'] + 1:>3}/{total}  val_accuracy {trial['reward']:.4f}  "
+        f"trial {trial['number']:>3}/{total}  val_accuracy {trial['reward']:.4f}  "
         f"({trial['metrics'].get('train_seconds', 0):.0f} s)  {_describe(trial['params'])}"
         + ("" if not best else f"  best so far {best.get('reward', 0):.4f}")
     )

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from l2l.client.format import error_detail
+
 
 class ApiError(Exception):
     """The service answered with an error; the message is its ``detail``."""
@@ -93,6 +95,7 @@ class Client:
 
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", response.text))
+        body = response.json()
     except ValueError:
         return response.text
+    return error_detail(body.get("detail", response.text) if isinstance(body, dict) else body)

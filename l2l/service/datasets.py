@@ -13,7 +13,9 @@ trains on. No Keras here; what a builder needs to know is the returned
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from search_spaces.spec import DataInfo
 
 #: Built-in datasets and the kind of data each one is.
 BUILT_IN_KINDS = {"digits": "image", "breast_cancer": "tabular", "wine": "tabular"}
+#: How many examples each built-in dataset has (its defaults depend on it; see l2l.service.jobspec).
+BUILT_IN_ROWS = {"digits": 1797, "breast_cancer": 569, "wine": 178}
 
 TASKS = ("classification", "regression")
 
@@ -199,24 +203,43 @@ def _check_npz_spec(given: Mapping[str, Any]) -> dict[str, Any]:
 
 def read_csv(path: str) -> tuple[list[str], list[list[str]]]:
     try:
-        # utf-8-sig drops the byte-order mark spreadsheets put before the first column name.
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = [name.strip() for name in next(reader, [])]
-            rows = [row for row in reader if any(cell.strip() for cell in row)]
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except FileNotFoundError as error:
-        raise DatasetError(f"CSV file {path} does not exist") from error
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise DatasetError(f"cannot read CSV file {path}: {error}") from error
+        raise DatasetError(f"{path} does not exist") from error
+    except OSError as error:
+        raise DatasetError(f"cannot read {path}: {error.strerror or error}") from error
+    text = decode_text(raw, path)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [name.strip() for name in next(reader, [])]
+        rows = [row for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise DatasetError(f"{path} is not a readable CSV: {error}") from error
     if not header:
-        raise DatasetError(f"CSV file {path} is empty; it needs a header row naming the columns")
+        raise DatasetError(f"{path} is empty; it needs a header row naming the columns")
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
-        raise DatasetError(f"CSV file {path} repeats columns {duplicates}")
+        raise DatasetError(f"{path} repeats columns {duplicates}")
     for number, row in enumerate(rows, start=2):
         if len(row) != len(header):
             raise DatasetError(f"{path} line {number} has {len(row)} fields; the header has {len(header)}")
     return header, rows
+
+
+def decode_text(raw: bytes, what: str) -> str:
+    """``raw`` as UTF-8 text (a spreadsheet's byte-order mark dropped); otherwise a DatasetError
+    that says where the first bad byte is and how to fix it, never what the file holds."""
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise DatasetError(
+            f"{what} is not UTF-8 text (byte 0x{raw[error.start]:02x} at line {line}); "
+            "save it as UTF-8 CSV (in a spreadsheet: Save as, CSV UTF-8)"
+        ) from None
 
 
 def guess_task(labels: Sequence[str]) -> str:

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, BinaryIO
 
 import httpx
 
 from l2l.rewards import reward_from_metrics, why_no_reward
+from l2l.service.chance import chance_warning
 from l2l.service.jobspec import InvalidJob, JobSpec, validate_job
+from l2l.service.step_writer import StepWriter
 from l2l.settings import Settings
-from l2l.store import FinalModelFinished, NotFound, Store, TrialFinished
+from l2l.store import AlreadySubmitted, FinalModelFinished, NotFound, Store, TrialFinished
 from l2l.store.records import FinalModelRecord, JobRecord, TeamRecord, TrialRecord
 from l2l.store.states import TrialState
+from l2l.store.step_reports import StepOutcome, StepReport, StepResult
 
 
 class Forbidden(Exception):
@@ -92,11 +97,54 @@ def authenticate(store: Store, key: str | None) -> TeamRecord:
     return team
 
 
-def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None = None) -> JobRecord:
-    """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run."""
+class IdempotencyKeyReused(Exception):
+    """The team sent this idempotency key before with a different job."""
+
+
+def submit_job_once(
+    store: Store, spec: JobSpec, settings: Settings, team: TeamRecord | None, idempotency_key: str
+) -> tuple[JobRecord, bool]:
+    """Queue a job at most once per (team, ``idempotency_key``): the job and whether it is new.
+
+    A retry with the same key and the same body gets the first job back, unchecked (its
+    limits were checked when it was stored); the same key with another body raises
+    :class:`IdempotencyKeyReused`. Two submits racing with one key store one job.
+    """
+    request_hash = hashlib.sha256(
+        json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    team_id = team.id if team else None
+    try:
+        existing = store.job_by_idempotency_key(team_id, idempotency_key)
+        if existing is None:
+            return submit_job(store, spec, settings, team, (idempotency_key, request_hash)), True
+    except AlreadySubmitted as race:
+        existing = race.job
+    if existing.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            f"the Idempotency-Key {idempotency_key!r} was used for job {existing.id} with another body; "
+            "send a new key for a new job"
+        )
+    return existing, False
+
+
+def submit_job(
+    store: Store,
+    spec: JobSpec,
+    settings: Settings,
+    team: TeamRecord | None = None,
+    idempotency: tuple[str, str] | None = None,
+) -> JobRecord:
+    """Validate and queue a job; raises InvalidJob or OverLimit (nothing stored) if it cannot run.
+
+    ``idempotency`` is (key, request hash) to store with the job (see :func:`submit_job_once`).
+    """
+    data_name, rows = None, None
     if isinstance(spec.dataset, Mapping) and "id" in spec.dataset:
-        spec = spec.model_copy(update={"dataset": _uploaded_dataset(store, spec.dataset, team)})
-    normalised = validate_job(spec, settings)
+        uploaded = _uploaded_dataset(store, spec.dataset, team)
+        data_name, rows = uploaded.pop("display_name"), uploaded.pop("rows")
+        spec = spec.model_copy(update={"dataset": uploaded})
+    normalised = validate_job(spec, settings, rows)
     if team is not None:
         _check_team_limits(store, team, normalised, settings)
     if "warm_start" in normalised:
@@ -106,10 +154,12 @@ def submit_job(store: Store, spec: JobSpec, settings: Settings, team: TeamRecord
         name = spec.name or _placement_job_name(normalised["placement"])
     else:
         space_name = normalised["space"].get("name") or "keras_tuner"
-        name = (
-            spec.name or f"{normalised['strategy']['name']} on {normalised['dataset']['name']} ({space_name})"
-        )
-    return store.create_job(name, normalised, team_id=team.id if team else None)
+        data_name = data_name or _dataset_name(normalised["dataset"])
+        name = spec.name or f"{normalised['strategy']['name']} on {data_name} ({space_name})"
+    key, request_hash = idempotency or (None, None)
+    return store.create_job(
+        name, normalised, team_id=team.id if team else None, idempotency_key=key, request_hash=request_hash
+    )
 
 
 def _placement_job_name(placement: Mapping[str, Any]) -> str:
@@ -178,7 +228,15 @@ def _uploaded_dataset(store: Store, given: Mapping[str, Any], team: TeamRecord |
         dataset = store.get_dataset(int(given["id"]), team.id if team else None)
     except (NotFound, TypeError, ValueError):
         raise InvalidJob(f"dataset: no uploaded dataset {given['id']!r}; see GET /datasets") from None
-    return {**dataset.spec, "dataset_id": dataset.id}
+    rows = dataset.summary.get("rows")
+    return {**dataset.spec, "dataset_id": dataset.id, "display_name": dataset.name, "rows": rows}
+
+
+def _dataset_name(dataset: Mapping[str, Any]) -> str:
+    """What a job's name calls its data: a built-in's name, or a CSV file's name without ".csv"."""
+    if dataset.get("path"):
+        return PurePath(dataset["path"]).stem
+    return str(dataset["name"])
 
 
 def _check_warm_start(store: Store, job: Mapping[str, Any], team: TeamRecord | None) -> None:
@@ -265,6 +323,9 @@ def report_trial(
     Idempotent: reporting a finished trial again changes nothing and says so. A final
     report whose objective metric is missing or not finite fails the trial.
     """
+    if not final and step is not None:
+        [result] = store.record_steps([step_report(trial_id, token, step, metrics)])
+        return step_outcome(trial_id, step, result)
     check_report_token(store, trial_id, token)
     trial = store.get_trial(trial_id)
     if trial.state.is_finished():
@@ -272,14 +333,10 @@ def report_trial(
     if trial.state is not TrialState.RUNNING:
         raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
     try:
-        if not final:
-            if step is None:
-                raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
-            added = store.add_metrics(trial_id, step, metrics)
-            message = f"step {step} recorded" if added else f"step {step} was already recorded; ignored"
-            return ReportOutcome(store.get_trial(trial_id), added, message)
-        if step is not None:
-            store.add_metrics(trial_id, step, metrics)
+        if not final:  # (with a step it took the path above)
+            raise ValueError("an intermediate report needs a 'step' (e.g. the epoch number)")
+        if step is not None:  # a repeat of it inserts nothing (ON CONFLICT DO NOTHING), not an error
+            store.record_steps([step_report(trial_id, token, step, metrics)])
         objective = store.get_job(trial.job_id).spec["objective"]
         reward = reward_from_metrics(metrics, objective)
         if reward is None:
@@ -294,6 +351,41 @@ def report_trial(
         return ReportOutcome(finished.trial, False, f"{finished}; report ignored")
 
 
+def step_report(trial_id: int, token: str | None, step: int, metrics: Mapping[str, Any]) -> StepReport:
+    """The store's form of an intermediate report (the token is only ever kept hashed)."""
+    return StepReport(trial_id, step, hash_token(token or ""), dict(metrics))
+
+
+def step_outcome(trial_id: int, step: int, result: StepResult) -> ReportOutcome:
+    """What the worker is told about its intermediate report (raises as :func:`report_trial`)."""
+    outcome = result.outcome
+    if outcome is StepOutcome.NOT_FOUND:
+        raise NotFound(f"trial {trial_id} not found")
+    if outcome is StepOutcome.FORBIDDEN:
+        raise Forbidden(f"this token does not belong to trial {trial_id}'s current attempt")
+    trial = result.trial
+    assert trial is not None  # the store returns the trial for every other outcome
+    if outcome is StepOutcome.NOT_RUNNING:
+        raise NotRunning(f"trial {trial_id} is {trial.state.value}, not running; it cannot take reports")
+    if outcome is StepOutcome.FINISHED:
+        return ReportOutcome(trial, False, f"trial {trial_id} already {trial.state.value}; report ignored")
+    if outcome is StepOutcome.REPEAT:
+        return ReportOutcome(trial, False, f"step {step} was already recorded; ignored")
+    return ReportOutcome(trial, True, f"step {step} recorded")
+
+
+async def report_step(
+    writer: StepWriter, trial_id: int, token: str, step: int, metrics: Mapping[str, Any]
+) -> ReportOutcome:
+    """An intermediate report through the group-commit writer: the API's hot path.
+
+    The same checks and answers as :func:`report_trial` (token, then the trial's state), in one
+    shared transaction; answered only once that transaction committed.
+    """
+    result = await writer.record(step_report(trial_id, token, step, metrics))
+    return step_outcome(trial_id, step, result)
+
+
 def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
     counts = store.trial_counts(job.id)
     best = store.get_trial(job.best_trial_id) if job.best_trial_id is not None else None
@@ -302,7 +394,10 @@ def job_progress(store: Store, job: JobRecord) -> dict[str, Any]:
             job.id, states={TrialState.COMPLETED}, sort="reward", descending=True, limit=1
         )
         best = completed[0] if completed else None
-    return {"counts": counts, "best": best, "final_model": store.get_final_model(job.id)}
+    final = store.get_final_model(job.id)
+    tested = final.test_metrics if final is not None and final.state is TrialState.COMPLETED else None
+    warning = chance_warning(job.chance, best.metrics if best else None, tested)
+    return {"counts": counts, "best": best, "final_model": final, "warning": warning}
 
 
 #: Files a final model comes with: the Keras file, how raw rows become its inputs, and
@@ -358,11 +453,23 @@ class NotReady(Exception):
     """The job has no final model (yet), or the prediction service cannot be reached."""
 
 
-def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
-    """Predictions of the job's final model for raw rows, from the prediction service."""
+def _servable_model(store: Store, job: JobRecord) -> FinalModelRecord:
     model = store.get_final_model(job.id)
     if model is None or model.state is not TrialState.COMPLETED or "preprocessing" not in model.files:
         raise NotReady(f"job {job.id} has no final model yet; predictions start once it is trained")
+    return model
+
+
+def model_preprocessing(store: Store, job: JobRecord) -> dict[str, Any]:
+    """The final model's ``preprocessing.json``: how raw inputs become its inputs (NotReady before)."""
+    with open(_servable_model(store, job).files["preprocessing"], encoding="utf-8") as handle:
+        loaded: dict[str, Any] = json.load(handle)
+    return loaded
+
+
+def predict(store: Store, settings: Settings, job: JobRecord, rows: list[Any]) -> dict[str, Any]:
+    """Predictions of the job's final model for raw rows, from the prediction service."""
+    model = _servable_model(store, job)
     if not rows:
         raise ValueError("send at least one row to predict")
     body = {"model": model.files["keras"], "preprocessing": model.files["preprocessing"], "rows": rows}

@@ -47,6 +47,15 @@ Placer = Literal[
 PLACERS: tuple[str, ...] = get_args(Placer)
 
 
+#: Builders that compile with :func:`search_spaces.model_output.compile_for_task`, whose Keras
+#: metrics are therefore known before anything trains (see :func:`reported_metrics`).
+STANDARD_BUILDERS = ("search_spaces.mlp_builder:build", "search_spaces.nb201_builder:build")
+#: Keras' metrics of those builders by task, each also reported on the validation data (``val_``).
+KERAS_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae")}
+#: What the trainer adds to every trained trial's final report (l2l.worker.trainer.run_trial).
+TRAINER_METRICS = ("train_seconds", "parameters")
+
+
 class InvalidJob(ValueError):
     """The job cannot run as submitted; the message says what to change."""
 
@@ -63,10 +72,23 @@ class Budget(BaseModel):
 
     trials: int = Field(ge=1, description="How many architectures to train in all.")
     concurrency: int = Field(default=1, ge=1, description="How many trials train at the same time.")
-    epochs: int = Field(default=5, ge=1, description="Training epochs of each trial.")
+    epochs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Training epochs of each trial; default: enough passes for a few hundred training "
+        "steps on the data's size (see default_epochs), 5 where the size is not known.",
+    )
     resources: dict[str, float] = Field(
         default_factory=lambda: {"CPU": 1.0},
         description='Ray resources of one trial, e.g. {"CPU": 1}, {"GPU": 0.25} or {"TPU": 4}.',
+    )
+    trial_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 24 * 3600,
+        allow_inf_nan=False,
+        description="Stop an attempt of a trial (or of the final model) that runs longer than this; "
+        "it is retried like a crash, and timed out once no retry is left. Default: the service's.",
     )
 
     @field_validator("resources")
@@ -216,7 +238,8 @@ class JobSpec(BaseModel):
     )
     space: str | dict[str, Any] | None = Field(
         default=None,
-        description='A search\'s space: "mlp", "nb201_cell", {"name": "nb201_cell", "settings": {...}}, '
+        description='A search\'s space (default: chosen from the data, see default_space): "mlp", '
+        '"nb201_cell", {"name": "nb201_cell", "settings": {...}}, '
         'a custom description with "template" and "decisions", or {"keras_tuner": "module:build"}.',
     )
     strategy: str | StrategyChoice = Field(default="reinforce")
@@ -243,7 +266,7 @@ class JobSpec(BaseModel):
     @model_validator(mode="after")
     def _fields_of_its_kind(self) -> JobSpec:
         if self.kind == "search":
-            missing = [name for name in ("dataset", "space", "budget") if getattr(self, name) is None]
+            missing = [name for name in ("dataset", "budget") if getattr(self, name) is None]
             if missing:
                 raise ValueError(f"a search job needs {', '.join(missing)}")
             if self.placement is not None:
@@ -289,26 +312,61 @@ def check_cluster(given: str | Mapping[str, Any], where: str) -> str | dict[str,
     return described
 
 
-def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
-    """Check a submitted job against our registries and limits; return its normalised form."""
+#: Gradient steps a trial should take at least, by default: a small data set gets more epochs.
+TARGET_STEPS = 150
+#: The default epochs stay within these bounds whatever the data's size.
+DEFAULT_EPOCHS = (5, 50)
+#: An image set this large gets the convolutional cell space by default; a smaller one, the MLP.
+CELL_SPACE_MIN_ROWS = 5_000
+
+
+def default_space(kind: str, rows: int | None) -> str:
+    """The space a job searches when it names none.
+
+    The MLP learns from a few hundred examples in a few hundred steps; the NAS-Bench-201 cell
+    space needs many more (on 180 images at 2 epochs every cell scored chance, the MLP 1.0), so
+    it is the default only for image sets of at least :data:`CELL_SPACE_MIN_ROWS` examples.
+    """
+    return "nb201_cell" if kind == "image" and rows is not None and rows >= CELL_SPACE_MIN_ROWS else "mlp"
+
+
+def default_epochs(rows: int | None, batch_size: int = 32) -> int:
+    """Epochs for about :data:`TARGET_STEPS` training steps on ``rows`` examples (60% of them train),
+    within :data:`DEFAULT_EPOCHS`; the lower bound where the size is not known."""
+    low, high = DEFAULT_EPOCHS
+    if not rows:
+        return low
+    steps_per_epoch = math.ceil(max(1, round(rows * 0.6)) / batch_size)
+    return min(high, max(low, math.ceil(TARGET_STEPS / steps_per_epoch)))
+
+
+def validate_job(spec: JobSpec, settings: Settings, rows: int | None = None) -> dict[str, Any]:
+    """Check a submitted job against our registries and limits; return its normalised form.
+
+    ``rows`` is the dataset's size where the caller knows it (an upload's summary); the
+    defaults of a job that names no space or epochs are chosen from it and the data's kind.
+    """
     if spec.kind == "placement":
         return _validate_placement(spec, settings)
-    assert spec.dataset is not None and spec.space is not None and spec.budget is not None
+    assert spec.dataset is not None and spec.budget is not None
     limits = settings.api
     budget = spec.budget
     if budget.trials > limits.max_trials_per_job:
         raise InvalidJob(f"budget.trials is {budget.trials}; at most {limits.max_trials_per_job} per job")
     if budget.concurrency > limits.max_concurrency:
         raise InvalidJob(f"budget.concurrency is {budget.concurrency}; at most {limits.max_concurrency}")
-    if budget.epochs > limits.max_epochs:
+    if budget.epochs is not None and budget.epochs > limits.max_epochs:
         raise InvalidJob(f"budget.epochs is {budget.epochs}; at most {limits.max_epochs}")
 
     try:
         dataset = datasets.check_dataset_spec(spec.dataset)
     except datasets.DatasetError as error:
         raise InvalidJob(f"dataset: {error}") from error
+    rows = rows if rows is not None else datasets.BUILT_IN_ROWS.get(dataset["name"])
     try:
-        space = search_spaces.check_space_spec(spec.space)
+        space = search_spaces.check_space_spec(
+            spec.space if spec.space is not None else default_space(dataset["kind"], rows)
+        )
     except SpaceError as error:
         raise InvalidJob(f"space: {error}") from error
     try:
@@ -332,17 +390,46 @@ def validate_job(spec: JobSpec, settings: Settings) -> dict[str, Any]:
     else:
         objective = spec.objective.model_dump()
     hardware = _validate_hardware(spec, space, objective)
+    _check_objective_metrics(objective, reported_metrics(space, task, hardware is not None))
     return {
         "dataset": dataset,
         "space": space,
         "strategy": {"name": choice.name, "options": options},
-        "budget": budget.model_dump(),
+        "budget": {**budget.model_dump(exclude_none=True), "epochs": budget.epochs or default_epochs(rows)},
         "seed": spec.seed,
         "objective": objective,
         "final_model": spec.final_model,
         **({"warm_start": spec.warm_start.model_dump()} if spec.warm_start else {}),
         **({"hardware": hardware} if hardware else {}),
     }
+
+
+def reported_metrics(space: Mapping[str, Any], task: str, hardware: bool = False) -> list[str] | None:
+    """The metrics every trial of this space reports, where known before training; else None.
+
+    Known for the built-in builders (any space on them: ``mlp``, ``nb201_cell``, custom
+    descriptions over their templates) and for tabular NAS-Bench-201 look-ups; a KerasTuner
+    build function or another builder compiles its own metrics.
+    """
+    settings = space.get("settings") or {}
+    if settings.get("tabular"):
+        return ["flops", "parameters", "val_accuracy"]
+    if space.get("builder") not in STANDARD_BUILDERS:
+        return None
+    keras_metrics = KERAS_METRICS[task]
+    names = [*keras_metrics, *(f"val_{name}" for name in keras_metrics), *TRAINER_METRICS]
+    return sorted([*names, *(["step_time"] if hardware else [])])
+
+
+def _check_objective_metrics(objective: Mapping[str, Any], known: list[str] | None) -> None:
+    if known is None:
+        return
+    for role in ("metric", "cost"):
+        name = objective.get(role)
+        if name is not None and name not in known:
+            raise InvalidJob(
+                f"objective.{role}: no trial of this space reports {name!r}; it reports {', '.join(known)}"
+            )
 
 
 def _validate_hardware(

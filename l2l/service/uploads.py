@@ -201,3 +201,41 @@ def _check_labels(labels: list[Any], spec: dict[str, Any], summary: dict[str, An
     if spec["task"] == "classification":
         summary["classes"] = {label: counts[label] for label in sorted(counts)}
     return summary
+
+
+def image_rows(filename: str, content: bytes, input_shape: list[int]) -> tuple[list[str], list[Any]]:
+    """Raw pixels of one image, or of every image in a zip, for a model of ``input_shape``
+    (height, width, channels): each converted and resized the way the upload check did its
+    training images. Returns the images' names (sorted, for a zip) and their pixels."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if len(input_shape) != 3 or input_shape[2] not in (1, 3):
+        raise DatasetError(f"this model takes inputs of shape {input_shape}, not images")
+    height, width, channels = input_shape
+    if filename.lower().endswith(".zip"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(content)) as bundle:
+                names = sorted(
+                    n
+                    for n in bundle.namelist()
+                    if n.lower().endswith(IMAGE_SUFFIXES) and not any(p.startswith(".") for p in n.split("/"))
+                )
+                images = [(name, bundle.read(name)) for name in names]
+        except zipfile.BadZipFile:
+            raise DatasetError("the .zip file cannot be read (is it a zip archive?)") from None
+        if not images:
+            raise DatasetError(f"the zip has no images ({', '.join(IMAGE_SUFFIXES)})")
+    else:
+        images = [(filename, content)]
+    rows = []
+    for name, data in images:
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except (UnidentifiedImageError, OSError):
+            raise DatasetError(f"{name} is not a readable image") from None
+        converted = image.convert("L" if channels == 1 else "RGB").resize((width, height))
+        pixels = np.asarray(converted, dtype=np.uint8).reshape(height, width, channels)
+        rows.append(pixels.tolist())
+    return [name for name, _ in images], rows

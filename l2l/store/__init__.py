@@ -6,6 +6,7 @@ SQLAlchemy tables, :mod:`l2l.store.records` the frozen snapshots it hands out, a
 """
 
 from l2l.store.database import (
+    AlreadySubmitted,
     Conflict,
     FinalModelFinished,
     JobNotRunning,
@@ -17,6 +18,7 @@ from l2l.store.database import (
 )
 
 __all__ = [
+    "AlreadySubmitted",
     "Conflict",
     "FinalModelFinished",
     "JobNotRunning",

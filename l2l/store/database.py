@@ -1,4 +1,4 @@
-"""The only module that talks to the database.
+"""The only module that talks to the database (with :mod:`l2l.store.step_reports`, which it calls).
 
 Every write goes through :meth:`Store._session`, which commits, rolls back on error,
 turns SQLAlchemy errors into :class:`StorageError` and closes. ORM rows never leave
@@ -12,7 +12,7 @@ locks the row (``FOR UPDATE`` on PostgreSQL; on SQLite every write transaction i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +21,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from l2l.store.heartbeats import ControllerHeartbeats
 from l2l.store.records import (
     ArtifactRecord,
     DatasetRecord,
@@ -35,6 +36,7 @@ from l2l.store.records import (
     TrialRecord,
 )
 from l2l.store.states import JobState, TrialState
+from l2l.store.step_reports import SqliteBatchGate, StepReport, StepResult, record_step_reports
 from l2l.store.tables import (
     ApiKeyRow,
     ArtifactRow,
@@ -82,6 +84,14 @@ class Conflict(StorageError):
     """The write would break a uniqueness rule (e.g. a team name that is taken)."""
 
 
+class AlreadySubmitted(Conflict):
+    """The team already submitted a job with this idempotency key; ``job`` is that job."""
+
+    def __init__(self, job: JobRecord) -> None:
+        super().__init__(f"job {job.id} was already submitted with this idempotency key")
+        self.job = job
+
+
 class LeaseLost(StorageError):
     """Another controller owns the job now; this one must stop driving it."""
 
@@ -90,7 +100,7 @@ class JobNotRunning(StorageError):
     """The job was paused or ended (by its team) since the controller last looked."""
 
 
-class Store:
+class Store(ControllerHeartbeats):
     def __init__(self, url: str) -> None:
         self.url = url
         self._write_engine = _make_engine(url, immediate=True)
@@ -98,6 +108,7 @@ class Store:
         self._read_engine = (
             _make_engine(url, immediate=False) if self._write_engine.dialect.name == "sqlite" else None
         )
+        self._batch_gate = SqliteBatchGate(url)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self._read_engine or self._write_engine, expire_on_commit=False)
 
@@ -114,6 +125,7 @@ class Store:
             command.upgrade(config, "head")
 
     def dispose(self) -> None:
+        self._batch_gate.close()
         self._write_engine.dispose()
         if self._read_engine is not None:
             self._read_engine.dispose()
@@ -304,12 +316,53 @@ class Store:
 
     # ----------------------------------------------------------------- jobs
 
-    def create_job(self, name: str, spec: Mapping[str, Any], team_id: int | None = None) -> JobRecord:
-        with self._session() as session:
-            row = JobRow(name=name, state=JobState.QUEUED.value, spec=dict(spec), team_id=team_id)
-            session.add(row)
-            session.flush()
-            return _job_record(row)
+    def create_job(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        team_id: int | None = None,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> JobRecord:
+        """Store a queued job in one transaction.
+
+        With ``idempotency_key``, raises :class:`AlreadySubmitted` (nothing stored) if the
+        team already has a job with that key, also when a concurrent submit just stored it.
+        """
+        try:
+            with self._session() as session:
+                if idempotency_key is not None:
+                    existing = _job_by_key(session, team_id, idempotency_key)
+                    if existing is not None:
+                        raise AlreadySubmitted(_job_record(existing))
+                row = JobRow(
+                    name=name,
+                    state=JobState.QUEUED.value,
+                    spec=dict(spec),
+                    team_id=team_id,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                )
+                session.add(row)
+                session.flush()
+                return _job_record(row)
+        except AlreadySubmitted:
+            raise
+        except StorageError as error:
+            if idempotency_key is None or not isinstance(error.__cause__, IntegrityError):
+                raise
+            lost_race = error
+        with self._session(write=False) as session:  # a concurrent submit with the key won
+            existing = _job_by_key(session, team_id, idempotency_key)
+            if existing is None:
+                raise lost_race
+            raise AlreadySubmitted(_job_record(existing))
+
+    def job_by_idempotency_key(self, team_id: int | None, key: str) -> JobRecord | None:
+        with self._session(write=False) as session:
+            row = _job_by_key(session, team_id, key)
+            return _job_record(row) if row is not None else None
 
     def get_job(self, job_id: int, team_id: int | None = None) -> JobRecord:
         """A job; with ``team_id``, only that team's (another team's job is NotFound, not Forbidden)."""
@@ -350,11 +403,18 @@ class Store:
             ).first()
             if row is None:
                 return None
+            if row.owner != owner:  # our own lapsed lease taken back is no new start
+                row.unfinished_starts = (row.unfinished_starts or 0) + 1
             row.state = JobState.RUNNING.value
             row.owner = owner
             row.lease_expires_at = now + timedelta(seconds=lease_seconds)
             row.started_at = row.started_at or now
             return _job_record(row)
+
+    def job_started(self, job_id: int, owner: str) -> None:
+        """The controller loaded the job it claimed: it no longer counts as an unfinished start."""
+        with self._session() as session:
+            _owned_job(session, job_id, owner).unfinished_starts = 0
 
     def renew_lease(self, job_id: int, owner: str, lease_seconds: float) -> None:
         with self._session() as session:
@@ -364,6 +424,11 @@ class Store:
     def save_space(self, job_id: int, owner: str, space: Mapping[str, Any]) -> None:
         with self._session() as session:
             _owned_job(session, job_id, owner).space = dict(space)
+
+    def save_chance(self, job_id: int, owner: str, chance: Mapping[str, Any]) -> None:
+        """Keep what always guessing scores on the job's data (set once, when the job starts)."""
+        with self._session() as session:
+            _owned_job(session, job_id, owner).chance = dict(chance)
 
     def trial_counts(self, job_id: int) -> dict[TrialState, int]:
         """How many of the job's trials are in each state (every state present, zeros included)."""
@@ -470,7 +535,8 @@ class Store:
             job = _owned_job(session, job_id, owner)
             if job.state != JobState.RUNNING.value:
                 raise JobNotRunning(f"job {job_id} is {job.state}; it takes no new trials")
-            number = session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0
+            # Numbered from 1: people say "trial 1" for the first, and every view shows this number.
+            number = (session.scalar(select(func.count()).where(TrialRow.job_id == job_id)) or 0) + 1
             row = TrialRow(
                 job_id=job_id,
                 number=number,
@@ -547,6 +613,18 @@ class Store:
             session.add(MetricRow(trial_id=trial_id, step=step, values=_json_safe(values)))
             return True
 
+    def record_steps(self, reports: Sequence[StepReport]) -> list[StepResult]:
+        """Store a batch of intermediate reports in one transaction; one result per report, in order.
+
+        See :mod:`l2l.store.step_reports`: each (trial, step) is stored at most once, and only
+        for a running trial whose current token hash matches.
+        """
+        try:
+            with self._batch_gate.hold(), self._write_engine.begin() as connection:
+                return record_step_reports(connection, reports)
+        except SQLAlchemyError as error:
+            raise StorageError(f"database error: {error}") from error
+
     def mark_told(self, trial_id: int, owner: str, strategy_state: Mapping[str, Any]) -> None:
         """Record that the strategy learned this trial's result, with the state it has since."""
         with self._session() as session:
@@ -618,6 +696,11 @@ def _make_engine(url: str, immediate: bool) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         cursor.execute("PRAGMA foreign_keys=ON")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives the
+        # process being killed (the OS has it), and only an OS crash or power cut can undo the
+        # last ones. That is the guarantee an answered report keeps; FULL cost an fsync (4 ms
+        # here) per batch of reports, which capped them near 900/s (docs/benchmarks/report-throughput.md).
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
@@ -646,6 +729,11 @@ def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> An
     if row is None:
         raise NotFound(f"{model.__tablename__[:-1]} {key} not found")
     return row
+
+
+def _job_by_key(session: Session, team_id: int | None, key: str) -> JobRow | None:
+    team = JobRow.team_id.is_(None) if team_id is None else JobRow.team_id == team_id
+    return session.scalars(select(JobRow).where(team, JobRow.idempotency_key == key)).first()
 
 
 def _best_trial_id(session: Session, job_id: int) -> int | None:
@@ -742,6 +830,10 @@ def _job_record(row: JobRow) -> JobRecord:
         created_at=_aware(row.created_at) or utcnow(),
         started_at=_aware(row.started_at),
         finished_at=_aware(row.finished_at),
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        unfinished_starts=row.unfinished_starts or 0,
+        chance=dict(row.chance) if row.chance is not None else None,
     )
 
 

@@ -37,6 +37,13 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    #: The client's ``Idempotency-Key`` of the submit, if it sent one, and its body's sha256.
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    #: Times a controller claimed the job and died before it had loaded it (see quarantine).
+    unfinished_starts: int = 0
+    #: What always guessing scores on the job's data (see l2l.service.chance); None until it starts.
+    chance: dict[str, Any] | None = None
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -48,7 +55,8 @@ class JobRecord:
 class TrialRecord:
     id: int
     job_id: int
-    #: Position in the job (0, 1, 2, ...), the order the strategy proposed it in.
+    #: Position in the job (1, 2, 3, ...), the order the strategy proposed it in: "trial 1" is
+    #: the first, everywhere (API, pages, command line).
     number: int
     #: The strategy's own id for the proposal, used to tell it the result.
     proposal_id: int
@@ -115,3 +123,14 @@ class ArtifactRecord:
     trial_id: int
     path: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ControllerRecord:
+    """A controller process and its last heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime

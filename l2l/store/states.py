@@ -11,6 +11,7 @@ class TrialState(StrEnum):
     COMPLETED = "completed"  # reported a finite reward
     FAILED = "failed"  # could not be built, crashed too often, or reported no usable reward
     CANCELLED = "cancelled"  # its job stopped before it ran
+    TIMED_OUT = "timed_out"  # ran past its time limit on every attempt; told like a failure
 
     def is_finished(self) -> bool:
         return self in _FINISHED_TRIAL_STATES
@@ -20,7 +21,9 @@ class TrialState(StrEnum):
         return not self.is_finished() and new is not TrialState.QUEUED
 
 
-_FINISHED_TRIAL_STATES = frozenset({TrialState.COMPLETED, TrialState.FAILED, TrialState.CANCELLED})
+_FINISHED_TRIAL_STATES = frozenset(
+    {TrialState.COMPLETED, TrialState.FAILED, TrialState.CANCELLED, TrialState.TIMED_OUT}
+)
 
 
 class JobState(StrEnum):

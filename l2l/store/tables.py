@@ -42,6 +42,7 @@ class ApiKeyRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[int | None] = mapped_column(
@@ -57,9 +58,17 @@ class JobRow(Base):
     lease_expires_at: Mapped[datetime | None]
     best_trial_id: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
+    #: What always guessing scores on the job's data (l2l.service.chance), set when it starts.
+    chance: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: The client's ``Idempotency-Key`` for the submit, and the sha256 of the body it came with.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Claims since the job last started cleanly: a controller that dies while loading the
+    #: job leaves it above 0, and a job that stops the controller twice is quarantined.
+    unfinished_starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     trials: Mapped[list[TrialRow]] = relationship(back_populates="job", order_by="TrialRow.number")
 
@@ -161,3 +170,16 @@ class ArtifactRow(Base):
     trial_id: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ControllerRow(Base):
+    """A running controller (job loop) and when it last said it was alive (``GET /health``)."""
+
+    __tablename__ = "controllers"
+
+    #: The controller's owner name, as on the jobs it holds leases on.
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -73,6 +73,8 @@ class Outcome:
     final: bool = False
     #: The task's kind (:attr:`TrialTask.kind`).
     kind: str = "search"
+    #: The job loop stopped the worker at its time limit.
+    timed_out: bool = False
 
 
 class Executor(Protocol):

@@ -14,7 +14,7 @@
   const POLL_MS = 2000;
   const PAGE = 50;
   const FINISHED_JOB = ["completed", "failed", "cancelled"];
-  const FINISHED_TRIAL = ["completed", "failed", "cancelled"];
+  const FINISHED_TRIAL = ["completed", "failed", "cancelled", "timed_out"];
 
   const view = { offset: 0, sort: "number", order: "asc", state: "", selected: null };
   let job = null;
@@ -28,6 +28,9 @@
 
   const $ = (id) => document.getElementById(id);
   const fmt = (x, digits) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits === undefined ? 4 : digits));
+  // A count (examples, parameters) reads as a whole number: 866, not 866.0000.
+  const COUNT = /^(parameters|flops)$|_examples$/;
+  const metricText = (name, v) => (typeof v !== "number" ? String(v) : COUNT.test(name) ? Math.round(v).toLocaleString("en") : fmt(v));
   const plural = (n, word) => n.toLocaleString("en") + " " + word + (n === 1 ? "" : "s");
 
   const { el } = window.L2LDom;
@@ -273,9 +276,10 @@
     stateBadge.className = "badge state-" + job.state;
     const bar = $("job-progress");
     bar.max = p.trials;
-    bar.value = p.completed + p.failed + p.cancelled;
+    bar.value = p.completed + p.failed + p.cancelled + (p.timed_out || 0);
     const parts = [p.completed.toLocaleString("en") + " of " + p.trials.toLocaleString("en") + " trials completed"];
     if (p.failed) parts.push(p.failed.toLocaleString("en") + " failed");
+    if (p.timed_out) parts.push(p.timed_out.toLocaleString("en") + " timed out");
     if (p.running) parts.push(p.running + " running");
     if (p.queued) parts.push(p.queued + " queued");
     if (p.cancelled) parts.push(p.cancelled + " cancelled");
@@ -290,6 +294,16 @@
     const reason = $("job-reason");
     reason.hidden = !job.reason;
     reason.textContent = job.reason || "";
+    const warning = $("job-warning");
+    warning.hidden = !job.warning;
+    warning.textContent = job.warning ? "Warning: " + job.warning : "";
+    const chance = $("job-chance");
+    const level = job.chance && (job.chance.test ?? job.chance.validation);
+    chance.hidden = typeof level !== "number";
+    if (typeof level === "number") {
+      chance.textContent = "Chance level: " + job.chance.metric + " " + fmt(level, 3) + ", from " + job.chance.guess +
+        "; a model that learned something does clearly better.";
+    }
     const finished = FINISHED_JOB.includes(job.state);
     $("pause").hidden = finished || job.state === "paused";
     $("resume").hidden = job.state !== "paused";
@@ -347,7 +361,7 @@
     const children = [status];
     const metrics = model.test_metrics || {};
     if (Object.keys(metrics).length) {
-      const stats = Object.entries(metrics).map(([k, v]) => el("div", {}, [el("dt", { text: k }), el("dd", { text: typeof v === "number" ? fmt(v) : String(v) })]));
+      const stats = Object.entries(metrics).map(([k, v]) => el("div", {}, [el("dt", { text: k }), el("dd", { text: metricText(k, v) })]));
       children.push(el("p", { class: "muted", text: "Scored once on held-out test data that the search never saw:" }));
       children.push(el("dl", { class: "test-metrics", id: "test-metrics" }, stats));
     }
@@ -483,8 +497,8 @@
       job = await getJSON(API);
       renderJob();
       const p = job.progress;
-      const key = [job.state, p.created, p.queued, p.running, p.completed, p.failed, p.cancelled].join("/");
-      const charted = p.completed + p.failed;
+      const key = [job.state, p.created, p.queued, p.running, p.completed, p.failed, p.cancelled, p.timed_out].join("/");
+      const charted = p.completed + p.failed + (p.timed_out || 0);
       const work = [];
       if (placing) {
         if (!FINISHED_JOB.includes(job.state)) work.push(refreshSearchProgress().then(renderJob));

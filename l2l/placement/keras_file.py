@@ -23,7 +23,7 @@ from pathlib import Path
 from l2l.placement.graph import GraphError, OpGraph
 
 #: Seconds a child may take to load and walk a model.
-PARSE_SECONDS = 120.0
+PARSE_SECONDS = 300.0
 _PREFIX = "L2L_GRAPH "
 _ERROR = "L2L_ERROR "
 

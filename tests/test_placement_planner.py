@@ -39,7 +39,7 @@ def cluster(devices: int = 4):
 
 def small_dag(seed: int = 22, n: int = 12) -> OpGraph:
     """A random 12-op DAG in three layers; on two devices its best placement is found by
-    trying all 4,096 (seed 22: the baselines are 40% slower than that)."""
+    trying all 4,096 (seed 22: the best baseline, op i mod 2, is 29% slower than that)."""
     rng = np.random.default_rng(seed)
     ops = []
     for i in range(n):
@@ -59,7 +59,7 @@ def test_planner_finds_the_brute_force_optimum_the_baselines_miss():
     every = np.array(list(itertools.product([0, 1], repeat=len(graph))))
     optimum = simulator.step_times(every).min()
     best_baseline = min(step for _, step in evaluate_baselines(simulator).values())
-    assert best_baseline > 1.3 * optimum
+    assert best_baseline > 1.25 * optimum
     options = {**SMALL, "try_hints": False, "start_from_baseline": False}
     learned = search_placement(graph, two, "hierarchical", options=options, seed=0, max_samples=1000)
     assert learned.step_time == pytest.approx(optimum)

@@ -191,7 +191,8 @@ def test_a_placement_job_is_normalised(client: TestClient) -> None:
     assert client.get(f"/jobs/{job['id']}/placement").status_code == 404  # nothing until it ran
     custom = client.post("/jobs", json=placement_job({"benchmark": "rnnlm"}, cluster=TWO_GPUS, batch_size=8))
     assert custom.status_code == 201, custom.text
-    assert custom.json()["spec"]["placement"]["cluster"]["bandwidth"] == [[0.0, 2e10], [2e10, 0.0]]
+    links = custom.json()["spec"]["placement"]["cluster"]["links"]  # a private link each way
+    assert [(k["bandwidth"], k["latency"]) for k in links] == [(2e10, 1e-5), (2e10, 1e-5)]
     assert custom.json()["name"] == "place rnnlm on two-gpus (random)"
     assert custom.json()["spec"]["placement"]["graph"] == {"benchmark": "rnnlm", "options": {"batch_size": 8}}
 
@@ -319,7 +320,8 @@ def test_a_placement_job_runs_and_its_placement_reproduces_its_step_time(
     learned = document["timelines"]["learned"]
     assert learned["step_time_ms"] == pytest.approx(metrics["step_time_ms"])
     runs = [run for device in learned["devices"] for run in device["runs"]]
-    assert len(runs) == 2 * len(TINY["ops"])  # each op's forward and backward
+    # each op's forward and backward, and the optimizer update of the one layer with weights
+    assert len(runs) == 2 * len(TINY["ops"]) + 1
     assert max(run[3] for run in runs) == pytest.approx(learned["step_time_ms"], rel=1e-5)
     for d, device in enumerate(learned["devices"]):  # each run sits on the device the placement says
         assert all(placement[run[0]] == d for run in device["runs"])
@@ -336,6 +338,63 @@ def test_a_placement_job_runs_and_its_placement_reproduces_its_step_time(
     # The worker's token is spent: a late document changes nothing, another token is refused.
     late = httpx.post(f"{live.url}/trials/{trial.id}/placement", json=document, headers=auth)
     assert late.status_code == 403
+
+
+def test_an_uploaded_keras_model_is_placed_by_layer_and_the_result_applies_to_it(
+    store: Store, live: LiveServer, tmp_path: Path
+) -> None:
+    from test_placement_apply import LAYERS, _child, save_towers
+
+    model_file = save_towers(tmp_path / "towers.keras")
+    _, key = create_team(store, "keras-users")
+    auth = {"Authorization": f"Bearer {key}"}
+    with model_file.open("rb") as handle:
+        uploaded = httpx.post(
+            f"{live.url}/graphs",
+            files={"file": ("towers.keras", handle.read())},
+            data={"batch_size": "16"},
+            headers=auth,
+            timeout=300,
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    summary = uploaded.json()["summary"]
+    assert (
+        summary["source"] == "keras" and summary["batch_size"] == 16 and summary["layers"] == len(LAYERS) + 1
+    )
+    job = placement_job({"graph_id": uploaded.json()["id"]}, strategy="hierarchical", max_seconds=3)
+    job["placement"]["strategy"] = {
+        "name": "hierarchical",
+        "options": {"groups": 4, "hidden_size": 8, "xla": False},
+    }
+    job_id = httpx.post(f"{live.url}/jobs", json=job, headers=auth).json()["id"]
+    _run_until_done(JobLoop(store, ThreadExecutor(), live.settings), job_id, seconds=300)
+    assert store.get_job(job_id).state is JobState.COMPLETED, store.get_job(job_id).reason
+    document = Client(live.url, key).placement(job_id)
+    mapping = document["layer_devices"]
+    assert set(LAYERS) <= set(mapping) and set(mapping.values()) <= set(document["devices"])
+    assert document["split_layers"] == []  # one op per layer: nothing to split
+
+    # The JAX code of the result runs training steps with each layer's parameters where it says.
+    (tmp_path / "placed_jax.py").write_text(document["code"]["jax"])
+    result = _child(
+        f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+import placed_jax
+gpu_to_cpu = {{f"gpu:{{i}}": f"cpu:{{i}}" for i in range(4)}}
+model = placed_jax.main({str(model_file)!r}, device_map=gpu_to_cpu, steps=2)
+names = sorted(set(placed_jax.LAYER_DEVICES.values()))
+where = {{
+    n: sorted({{str(d) for p in pl.params for d in p.devices()}})
+    for n, pl in model.layers.items()
+    if pl.params
+}}
+print("RESULT " + json.dumps({{"where": where, "devices": [str(d) for d in model.devices], "names": names}}))
+""",
+        backend="jax",
+    )
+    for layer, devices in result["where"].items():
+        assert devices == [result["devices"][result["names"].index(mapping[layer])]], layer
 
 
 def test_a_placement_that_fits_nowhere_fails_the_job_without_retry(store: Store, live: LiveServer) -> None:

@@ -154,6 +154,12 @@ def _check_the_page(driver: Any, doc: dict[str, Any]) -> None:
             baseline["step_time_ms"] / doc["step_time_ms"], abs=0.006
         )
 
+    # What a user applies: a row per layer with its device, and the TensorFlow and JAX code.
+    layer_rows = find_all(By.CSS_SELECTOR, "#layer-devices tbody tr")
+    shown = {row.get_attribute("data-layer"): row.find_element(By.TAG_NAME, "td").text for row in layer_rows}
+    assert shown == doc["layer_devices"]
+    assert find_all(By.ID, "code-tensorflow") and find_all(By.ID, "code-jax")
+
     # The legend: every device of the cluster with its count of ops; its swatch is the device's colour.
     legend = {
         item.get_attribute("data-device"): item for item in find_all(By.CSS_SELECTOR, "#device-legend li")

@@ -38,8 +38,18 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "The graph's JSON."},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The graph's JSON, or a Keras model saved as .keras.",
+                        },
                         "name": {"type": "string", "maxLength": 200},
+                        "batch_size": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 65536,
+                            "description": "The training batch of a .keras model (default 32).",
+                        },
                     },
                 }
             },
@@ -61,12 +71,15 @@ async def upload_graph(
     request: Request, store: StoreDep, settings: SettingsDep, team: TeamDep
 ) -> GraphPublic:
     """Upload an op graph as JSON: ``{name, backward_factor?, ops: [{name, flops, output_bytes,
-    inputs: [op names], param_bytes?, layer?, kind?}]}``, as the body or as a multipart ``file``.
+    inputs: [op names], param_bytes?, layer?, kind?}]}``, as the body or as a multipart ``file``;
+    or a Keras model saved as ``.keras`` (multipart ``file``, with ``batch_size``), read by a
+    child process into one op per layer, so that its placement is a ``{layer: device}`` map.
 
     It is checked (unique names, known inputs, no cycle, sizes >= 0) and kept only if it passes.
     """
     content_type = request.headers.get("content-type", "")
     name: str | None = None
+    batch_size = 32
     limit = int(settings.placement.max_graph_mb * (1 << 20))
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
@@ -77,6 +90,16 @@ async def upload_graph(
             )
         given = form.get("name")
         name = given if isinstance(given, str) else None
+        raw_batch = form.get("batch_size")
+        if raw_batch is not None:
+            try:
+                batch_size = int(str(raw_batch))
+            except ValueError:
+                batch_size = 0
+            if not 1 <= batch_size <= 65536:
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT, "batch_size must be a whole number from 1 to 65536"
+                )
         stream: Any = upload.file
     else:
         body = bytearray()
@@ -89,7 +112,9 @@ async def upload_graph(
                 )
         stream = io.BytesIO(bytes(body))
     try:
-        graph = await run_in_threadpool(placement_jobs.save_graph, store, settings, team.id, stream, name)
+        graph = await run_in_threadpool(
+            placement_jobs.save_graph, store, settings, team.id, stream, name, batch_size=batch_size
+        )
     except placement_jobs.GraphTooLarge as error:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(error)) from None
     except GraphError as error:

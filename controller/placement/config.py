@@ -47,3 +47,24 @@ class HierarchicalConfig:
 
     imitation_steps: int = 150
     """Maximum-likelihood steps of that start."""
+
+    xla: bool = True
+    """Compile the policy with XLA: faster updates, but a compile of its own for every new search
+    (minutes on a loaded 2-core host); off for short searches such as the benchmark's."""
+
+    polish_after: int = 0
+    """After this many proposals (hints and policy samples together), stop sampling the policy
+    and polish the best placement seen with local search: rounds of ``polish_batch`` neighbour
+    moves (a layer, a run of a layer's ops, one op), simulated annealing on the step time.
+    0 never polishes (pure REINFORCE)."""
+
+    polish_batch: int = 16
+    """Neighbours proposed per local-search round; the best of them may replace the current."""
+
+    polish_temperature: float = 0.02
+    """Starting annealing temperature (relative step-time loss accepted with probability 1/e);
+    it falls by ``polish_cooling`` every round."""
+
+    polish_cooling: float = 0.97
+    """Factor on the temperature after each local-search round."""
+

@@ -10,6 +10,10 @@ How a search goes:
 3. Then REINFORCE: batches of ``batch_size`` placements sampled from the policy, advantage =
    the reward minus the batch mean, over the batch's standard deviation; a failed result
    (None) counts as the batch's worst.
+4. With ``polish_after``, once that many proposals have been made, the policy stops and the
+   best placement seen (hint or sample) is polished by local search (simulated annealing
+   over the moves of :mod:`controller.placement.moves`): learning finds the region, local
+   search the last few percent, and both spend proposals from the same budget.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 
 from controller.base import WAIT, Ask, Result, Strategy
 from controller.placement.config import HierarchicalConfig
+from controller.placement.moves import Neighbourhood, accept
 from controller.placement.policy import PlacementPolicy
 
 
@@ -39,6 +44,7 @@ class HierarchicalPlanner(Strategy):
             config.hidden_size,
             config.message_passing,
             seed or 0,
+            xla=config.xla,
         )
         graph = space.graph
         self._graph_inputs = self.policy.graph_inputs(
@@ -54,6 +60,12 @@ class HierarchicalPlanner(Strategy):
         self._batch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._rewards: dict[int, float | None] = {}
         self.updates = 0
+        # the best placement proposed so far and its reward, whoever proposed it
+        self._best: tuple[float, list[int]] | None = None
+        self._neighbours = Neighbourhood(graph.layer_of_ops(), self.allowed)
+        self._polish: dict[str, Any] | None = None  # current, its step time, temperature
+        self._polish_round: dict[int, list[int]] = {}
+        self._polish_rewards: dict[int, float | None] = {}
 
     # ------------------------------------------------------------------ protocol
 
@@ -68,6 +80,8 @@ class HierarchicalPlanner(Strategy):
             return WAIT  # the start needs every hint's reward
         if not self._imitated:
             self._imitate_best_hint()
+        if self._polishing():
+            return self._ask_polish()
         if not self._queue:
             if self._batch:
                 return WAIT  # the batch must be told before the policy moves on
@@ -81,7 +95,16 @@ class HierarchicalPlanner(Strategy):
         return proposal
 
     def tell(self, proposal_id: int, result: Result) -> None:
+        devices = self.pending.get(proposal_id, {}).get("devices")
         self._settle(proposal_id)
+        finite = result.reward is not None and np.isfinite(result.reward) and devices is not None
+        if finite and (self._best is None or result.reward > self._best[0]):
+            self._best = (float(result.reward), list(devices))
+        if proposal_id in self._polish_round:
+            self._polish_rewards[proposal_id] = result.reward
+            if len(self._polish_rewards) == len(self._polish_round):
+                self._finish_polish_round()
+            return
         if proposal_id in self._hint_rewards:
             self._hint_rewards[proposal_id] = result.reward if result.reward is not None else -np.inf
             return
@@ -89,6 +112,44 @@ class HierarchicalPlanner(Strategy):
             self._rewards[proposal_id] = result.reward
             if len(self._rewards) == len(self._batch) and not self._queue:
                 self._learn()
+
+    # ------------------------------------------------------------------ local search
+
+    def _polishing(self) -> bool:
+        limit = self.config.polish_after
+        if limit <= 0 or self._best is None or self._batch:
+            return False  # a policy batch in flight finishes first
+        return self._polish is not None or self.next_id >= limit
+
+    def _ask_polish(self) -> Ask:
+        if self._polish is None:
+            reward, devices = self._best  # type: ignore[misc]
+            self._polish = {
+                "current": devices,
+                "step": reward**2,
+                "temperature": self.config.polish_temperature,
+            }
+        if len(self._polish_round) >= self.config.polish_batch:
+            return WAIT  # the round must be told before the next one
+        current = np.asarray(self._polish["current"], np.int64)
+        placement = self._neighbours.propose(current, self.rng)
+        proposal = self._propose({"devices": placement.tolist()})
+        self._polish_round[proposal.id] = placement.tolist()
+        return proposal
+
+    def _finish_polish_round(self) -> None:
+        assert self._polish is not None
+        told = [
+            (-(r**2) if r is not None and np.isfinite(r) else -np.inf, pid)
+            for pid, r in self._polish_rewards.items()
+        ]
+        score, best_id = max(told)
+        step = -score if np.isfinite(score) else np.inf
+        if accept(step, self._polish["step"], self._polish["temperature"], self.rng):
+            self._polish["current"], self._polish["step"] = self._polish_round[best_id], step
+        self._polish["temperature"] *= self.config.polish_cooling
+        self._polish_round.clear()
+        self._polish_rewards.clear()
 
     # ------------------------------------------------------------------ learning
 
@@ -147,6 +208,8 @@ class HierarchicalPlanner(Strategy):
             imitated=self._imitated,
             hints_given=self._hints_given,
             hint_rewards=[[pid, self._hint_index[pid], r] for pid, r in self._hint_rewards.items()],
+            best=self._best,
+            polish=self._polish,
         )
         return state
 
@@ -160,6 +223,9 @@ class HierarchicalPlanner(Strategy):
         self._hints_given = int(state["hints_given"])
         self._hint_rewards = {int(pid): r for pid, _, r in state["hint_rewards"]}
         self._hint_index = {int(pid): int(index) for pid, index, _ in state["hint_rewards"]}
+        best = state.get("best")
+        self._best = (float(best[0]), list(best[1])) if best else None
+        self._polish = state.get("polish")
 
     def warm_start(self, previous_state: dict[str, Any]) -> None:
         """Start from a placer trained on another graph (same groups and device count)."""

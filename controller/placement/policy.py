@@ -27,8 +27,18 @@ DEVICE_LOGIT_LIMIT = 6.0
 
 class PlacementPolicy:
     def __init__(
-        self, n_features: int, groups: int, devices: int, hidden: int, rounds: int, seed: int
+        self,
+        n_features: int,
+        groups: int,
+        devices: int,
+        hidden: int,
+        rounds: int,
+        seed: int,
+        *,
+        xla: bool = True,
     ) -> None:
+        """``xla``: compile sampling and updates with XLA (faster steps, a compile of minutes on a
+        loaded host for every new policy); off, plain TensorFlow graphs that build in seconds."""
         self.groups, self.devices, self.hidden, self.rounds = groups, devices, hidden, rounds
         rng = np.random.default_rng(seed)
 
@@ -69,8 +79,8 @@ class PlacementPolicy:
         self._adam_m = [tf.Variable(tf.zeros_like(v)) for v in self.trainable]
         self._adam_v = [tf.Variable(tf.zeros_like(v)) for v in self.trainable]
         self._adam_t = tf.Variable(0.0)
-        self._sample = tf.function(self._sample_impl, jit_compile=True, reduce_retracing=True)
-        self._update = tf.function(self._update_impl, jit_compile=True, reduce_retracing=True)
+        self._sample = tf.function(self._sample_impl, jit_compile=xla, reduce_retracing=True)
+        self._update = tf.function(self._update_impl, jit_compile=xla, reduce_retracing=True)
 
     # ----------------------------------------------------------------- the graph side
 

@@ -72,19 +72,27 @@ def add_bench_parser(commands: Any) -> None:
         "placement", help="learned device placement vs baselines and the lower bound on benchmark graphs"
     )
     placement.add_argument(
-        "--graph", action="append", help="a benchmark graph (repeat for several; default: all five)"
+        "--graph", action="append", help="a benchmark graph (repeat for several; default: rnnlm and nmt)"
     )
     placement.add_argument("--cluster", default="4gpu-pcie", help="a ready-made cluster (default 4gpu-pcie)")
     placement.add_argument(
-        "--strategy", default="hierarchical", help="a placement strategy (default hierarchical)"
+        "--budget", type=int, default=400, help="simulator calls per searched method and seed (default 400)"
     )
-    placement.add_argument("--options", type=json.loads, default={}, help="the strategy's options as JSON")
-    placement.add_argument("--seconds", type=float, default=300.0, help="search time per graph (default 300)")
-    placement.add_argument("--seed", type=int, default=0)
+    placement.add_argument("--seeds", type=int, default=5, help="seeds per searched method (default 5)")
     placement.add_argument(
-        "--generalise",
-        action="store_true",
-        help="also place unseen bigger NMT/RNNLM graphs with a trained placer",
+        "--polish-share",
+        type=float,
+        default=0.3,
+        help="share of the learned+local planner's budget spent learning before local search (default 0.3)",
+    )
+    placement.add_argument(
+        "--options", type=json.loads, default=None, help="the hierarchical planner's options as JSON"
+    )
+    placement.add_argument(
+        "--method",
+        action="append",
+        help="run only this searched method (repeat; default all): random_search, random_layers, "
+        "local_search, learned, learned+local",
     )
     placement.add_argument("--out", help="results JSON file")
     check = which.add_parser(
@@ -343,7 +351,7 @@ def _run_reports(args: argparse.Namespace) -> int:
 
 def _run_placement(args: argparse.Namespace) -> int:
     from controller.placement import check_placement_options
-    from l2l.bench.placement import DEFAULT_GRAPHS, format_table, run_placement_benchmark
+    from l2l.bench.placement import DEFAULT_GRAPHS, SEARCHED, format_table, run_placement_benchmark
     from l2l.placement.benchmarks import BENCHMARK_GRAPHS
     from l2l.placement.cluster import get_cluster
 
@@ -354,19 +362,24 @@ def _run_placement(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"unknown benchmark graph(s) {unknown}; choose from {', '.join(BENCHMARK_GRAPHS)}"
             )
+        if set(args.method or ()) - set(SEARCHED):
+            raise ValueError(f"unknown method(s); choose from {', '.join(SEARCHED)}")
+        if args.budget < 10 or args.seeds < 1 or not 0 < args.polish_share < 1:
+            raise ValueError("--budget must be >= 10, --seeds >= 1 and --polish-share between 0 and 1")
         cluster = get_cluster(args.cluster)
-        check_placement_options(args.strategy, args.options)
+        if args.options is not None:
+            check_placement_options("hierarchical", args.options)
     except ValueError as error:  # ClusterError and StrategyError too: one line, no traceback
         print(f"l2l: {error}", file=sys.stderr)
         return 2
     document = run_placement_benchmark(
         graphs,
         cluster,
-        strategy=args.strategy,
-        options=args.options,
-        seconds=args.seconds,
-        seed=args.seed,
-        generalise=args.generalise,
+        budget=args.budget,
+        seeds=args.seeds,
+        polish_share=args.polish_share,
+        planner_options=args.options,
+        methods=args.method or SEARCHED,
         log=lambda line: print(line, flush=True),
     )
     if args.out:

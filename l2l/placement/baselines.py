@@ -1,30 +1,42 @@
 """Placements people make without learning, and a lower bound no placement can beat.
 
 A learned placer is worth something only if it beats what an engineer would do by hand, so
-the search reports its result next to these:
+the search reports its result next to these (each returns one device index per op; only
+accelerators are used, the CPU of a mixed cluster is left to the searches):
 
 * ``single_device``: the whole model on the fastest accelerator (step time ``inf`` when it
   does not fit, which is the point of placing at all);
 * ``round_robin``: layers dealt to the accelerators in turn;
-* ``expert``: the usual pipeline split, contiguous layers cut into one part per accelerator
+* ``contiguous``: the pipeline split, contiguous layers cut into one part per accelerator
   with the compute balanced (the optimal contiguous cut, not a greedy one);
+* ``expert``: the layout of Mirhoseini et al.'s expert (GNMT's, Wu et al. 2016) on graphs with
+  recurrent stacks: layer ``i`` of each stack (encoder, decoder) on accelerator ``i``, the
+  embeddings and merges that feed a layer with it, attention and the softmax with the top
+  layers; the contiguous cut on graphs without recurrent layers;
+* ``expert_split_softmax``: the expert with the output layer's time steps cut in contiguous
+  runs over the accelerators no recurrent layer uses (over all of them if none is free);
+* ``op_mod_k``: op ``i`` on accelerator ``i mod k``, the trivial placement that looked good
+  while splitting a layer was free;
 * ``metis``: a balanced minimum cut of the op graph (METIS), the classic graph-partitioning
   answer that ignores the order in which ops run.
 
-Every baseline takes ``(graph, cluster)`` and returns one device index per op; only
-accelerators are used (the CPU of a mixed cluster is left to the learned placer).
-:func:`lower_bound` is a floor on :meth:`Simulator.step_time` of *any* placement, so a
-search can say how far from optimal it may still be.
+Searches with a budget of simulator calls (random search, local search) are in
+:mod:`l2l.placement.local_search`. :func:`lower_bound` is a floor on
+:meth:`Simulator.step_time` of *any* placement, weight traffic included, so a search can say
+how far from optimal it may still be.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 
 import numpy as np
 import pymetis
 
 from l2l.placement.cluster import Cluster
+from l2l.placement.families import op_family
 from l2l.placement.graph import OpGraph
 from l2l.placement.simulator import Simulator
 
@@ -59,13 +71,12 @@ def round_robin(graph: OpGraph, cluster: Cluster) -> np.ndarray:
     return accelerators[layers % len(accelerators)]
 
 
-def expert(graph: OpGraph, cluster: Cluster) -> np.ndarray:
+def contiguous(graph: OpGraph, cluster: Cluster) -> np.ndarray:
     """Contiguous runs of layers, one per accelerator in cluster order, minimising the largest load.
 
     A part's load is its layers' forward+backward seconds on the accelerator it goes to, so
     mixed kinds are balanced by their real speed. Parts may be empty when there are fewer
-    layers than accelerators. The order of the accelerators is the cluster's; trying their
-    permutations (which only matters for mixed kinds) is left to the learned placer.
+    layers than accelerators. Whole layers only: no weight traffic.
     """
     accelerators = cluster.accelerators()
     layer_of_op = np.array(graph.layer_of_ops(), dtype=np.int64)
@@ -75,6 +86,81 @@ def expert(graph: OpGraph, cluster: Cluster) -> np.ndarray:
     np.add.at(layer_seconds, layer_of_op, seconds)
     part_of_layer = contiguous_partition(layer_seconds)
     return np.array(accelerators, dtype=np.int64)[part_of_layer[layer_of_op]]
+
+
+_STACK_SUFFIX = re.compile(r"_?\d+$")
+#: Layer families that go with the recurrent layer they feed (inputs, embeddings, merges).
+_FEEDERS = ("input", "embedding", "merge", "activation", "other")
+
+
+def expert(graph: OpGraph, cluster: Cluster) -> np.ndarray:
+    """The GNMT layout on graphs with recurrent layers, else :func:`contiguous` (see the module doc).
+
+    Stacks are recurrent layers whose names differ only in a trailing number ("encoder_1",
+    "encoder_2"); the ``i``-th layer of a stack (in graph order) goes on accelerator ``i mod A``.
+    """
+    return _gnmt_layout(graph, cluster, split_output=False)
+
+
+def expert_split_softmax(graph: OpGraph, cluster: Cluster) -> np.ndarray:
+    """:func:`expert` with the output layer's ops (its time steps) cut over the free accelerators."""
+    return _gnmt_layout(graph, cluster, split_output=True)
+
+
+def _gnmt_layout(graph: OpGraph, cluster: Cluster, *, split_output: bool) -> np.ndarray:
+    accelerators = np.array(cluster.accelerators(), dtype=np.int64)
+    layers = graph.layers
+    layer_of_op = np.array(graph.layer_of_ops(), dtype=np.int64)
+    first_op = {layer_of_op[i]: i for i in range(len(graph) - 1, -1, -1)}
+    family = [op_family(graph.ops[first_op[k]].kind) for k in range(len(layers))]
+    recurrent = [k for k in range(len(layers)) if family[k] == "recurrent"]
+    if not recurrent:
+        return contiguous(graph, cluster)
+    producers: list[set[int]] = [set() for _ in layers]
+    consumers: list[set[int]] = [set() for _ in layers]
+    for i, op in enumerate(graph.ops):
+        for j in op.inputs:
+            a, b = int(layer_of_op[j]), int(layer_of_op[i])
+            if a != b:
+                producers[b].add(a)
+                consumers[a].add(b)
+    slot: dict[int, int] = {}
+    stacks: dict[str, int] = {}
+    for k in recurrent:
+        stack = _STACK_SUFFIX.sub("", layers[k])
+        slot[k] = stacks.get(stack, 0) % len(accelerators)
+        stacks[stack] = stacks.get(stack, 0) + 1
+    # feeders (inputs, embeddings, merges) go with the first layer they feed, nearest first
+    for k in reversed(range(len(layers))):
+        if k not in slot and family[k] in _FEEDERS:
+            fed = [slot[c] for c in sorted(consumers[k]) if c in slot]
+            if fed:
+                slot[k] = min(fed)
+    # everything else (attention, the softmax) with the highest of the layers it reads
+    for k in range(len(layers)):
+        if k not in slot:
+            read = [slot[p] for p in producers[k] if p in slot]
+            slot[k] = max(read) if read else 0
+    placement = accelerators[np.array([slot[int(k)] for k in layer_of_op], dtype=np.int64)]
+    if split_output:
+        sinks = [k for k in range(len(layers)) if not consumers[k] and k not in recurrent]
+        if sinks:
+            output = max(
+                sinks, key=lambda k: sum(graph.ops[i].flops for i in np.flatnonzero(layer_of_op == k))
+            )
+            used = {slot[k] for k in recurrent}
+            free = [a for a in range(len(accelerators)) if a not in used] or list(range(len(accelerators)))
+            ops = np.flatnonzero(layer_of_op == output)
+            chunks = np.array_split(ops, len(free))
+            for chunk, a in zip(chunks, free, strict=True):
+                placement[chunk] = accelerators[a]
+    return placement
+
+
+def op_mod_k(graph: OpGraph, cluster: Cluster) -> np.ndarray:
+    """Op ``i`` on accelerator ``i mod k`` (k accelerators): splits every layer it can."""
+    accelerators = np.array(cluster.accelerators(), dtype=np.int64)
+    return accelerators[np.arange(len(graph)) % len(accelerators)]
 
 
 def contiguous_partition(costs: np.ndarray) -> np.ndarray:
@@ -171,21 +257,28 @@ def _scaled(values: np.ndarray, total: float) -> np.ndarray:
 def lower_bound(graph: OpGraph, cluster: Cluster) -> float:
     """Seconds that no placement's simulated step time goes below (``inf`` for unfit ones included).
 
-    The larger of two floors, both exact in the simulator's model:
+    The largest of three floors, each valid in the simulator's model:
 
     * critical path: the longest chain of the forward+backward graph (forward ``v`` after
-      its inputs' forwards; backward ``v`` after forward ``v`` and its consumers' backwards)
-      with every forward and backward at its fastest device's time and transfers free;
+      its inputs' forwards; backward ``v`` after forward ``v`` and its consumers' backwards;
+      a layer's update after its ops' backwards) with every op at its fastest device's time
+      and activation transfers free;
     * work: every device runs one op at a time, so for any device weights ``w >= 0`` with
       ``sum(w) <= 1`` the step lasts at least ``sum_i min_d w_d t_id`` (``t_id`` the op's
-      forward+backward seconds on device ``d``), since ``sum_d w_d load_d <= step``.
+      (or update's) seconds on device ``d``), since ``sum_d w_d load_d <= step``.
       Identical devices give ``sum_i t_i / D``; on mixed kinds the best weights (the dual
       of the fractional-assignment LP) come from :func:`_best_device_weights` and the
-      bound is then evaluated exactly from them, so solver tolerances cannot make it invalid.
+      bound is then evaluated exactly from them, so solver tolerances cannot make it invalid;
+    * weight traffic, per layer with parameters: either the whole layer runs on one device
+      (at least its forwards, backwards and update there, back to back), or some device runs
+      part of it and then the weights reach it from the owner, it runs at least one op
+      forward and backward, its gradient goes back and the owner updates, one after the other.
+      The step lasts at least the smaller of the two, for every layer.
     """
     simulator = Simulator(graph, cluster)
     forward = simulator.op_seconds.min(axis=1)
     backward = simulator.backward_seconds.min(axis=1)
+    update = simulator.update_seconds.min(axis=1) if simulator.update_seconds.size else np.zeros(0)
     forward_done = np.zeros(len(graph))
     for i, op in enumerate(graph.ops):
         forward_done[i] = forward[i] + max((forward_done[j] for j in op.inputs), default=0.0)
@@ -195,11 +288,45 @@ def lower_bound(graph: OpGraph, cluster: Cluster) -> float:
         ready = max((backward_done[c] for c in consumers[i]), default=0.0)
         backward_done[i] = backward[i] + max(forward_done[i], ready)
     critical_path = float(backward_done.max())
+    layer_ops = _param_layer_ops(simulator)
+    for layer, ops in enumerate(layer_ops):
+        critical_path = max(critical_path, float(backward_done[ops].max() + update[layer]))
 
-    seconds = simulator.op_seconds + simulator.backward_seconds
+    seconds = np.concatenate([simulator.op_seconds + simulator.backward_seconds, simulator.update_seconds])
     weights = _best_device_weights(seconds)
     work = float((seconds * weights[None, :]).min(axis=1).sum())
-    return max(critical_path, work)
+    return max(critical_path, work, _weight_traffic_floor(simulator, layer_ops))
+
+
+def _param_layer_ops(simulator: Simulator) -> list[np.ndarray]:
+    """The ops of each layer that has parameters, in the simulator's layer order."""
+    op_layer = simulator._op_layer
+    return [np.flatnonzero(op_layer == layer) for layer in range(len(simulator._layer_bytes))]
+
+
+def _weight_traffic_floor(simulator: Simulator, layer_ops: list[np.ndarray]) -> float:
+    cluster = simulator.cluster
+    n = len(cluster)
+    op_total = simulator.op_seconds + simulator.backward_seconds
+    copy = cluster.latency + simulator._layer_bytes[:, None, None] / cluster.bandwidth[None, :, :]
+    floor = 0.0
+    for layer, ops in enumerate(layer_ops):
+        whole = float((op_total[ops].sum(axis=0) + simulator.update_seconds[layer]).min())
+        split = math.inf
+        if len(ops) > 1 and n > 1:
+            cheapest_piece = op_total[ops].min(axis=0)  # per device
+            for owner in range(n):
+                for other in range(n):
+                    if other != owner:
+                        split = min(
+                            split,
+                            copy[layer, owner, other]
+                            + cheapest_piece[other]
+                            + copy[layer, other, owner]
+                            + simulator.update_seconds[layer, owner],
+                        )
+        floor = max(floor, min(whole, split))
+    return floor
 
 
 def _best_device_weights(seconds: np.ndarray) -> np.ndarray:
@@ -243,10 +370,22 @@ def _best_device_weights(seconds: np.ndarray) -> np.ndarray:
     return weights if best >= fallback else uniform
 
 
+#: Placements a person would make by hand (what the learned planner starts from).
+HAND_MADE: dict[str, Baseline] = {
+    "single_device": single_device,
+    "contiguous": contiguous,
+    "expert": expert,
+    "expert_split_softmax": expert_split_softmax,
+    "metis": metis,
+}
+
 BASELINES: dict[str, Baseline] = {
     "single_device": single_device,
     "round_robin": round_robin,
+    "op_mod_k": op_mod_k,
+    "contiguous": contiguous,
     "expert": expert,
+    "expert_split_softmax": expert_split_softmax,
     "metis": metis,
 }
 

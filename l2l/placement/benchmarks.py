@@ -36,7 +36,7 @@ from typing import Any
 from l2l.placement.graph import OpGraph
 
 #: Bump when graph extraction or a benchmark model changes, so cached graphs are rebuilt.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 #: Default sizes per benchmark; every key may be overridden.
 _DEFAULTS: dict[str, dict[str, Any]] = {

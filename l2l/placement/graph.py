@@ -4,7 +4,9 @@ An :class:`OpGraph` is plain data (no Keras): ops in topological order, each wit
 forward compute (FLOPs, or seconds measured per device kind by calibration), its parameter
 bytes, the bytes of the one tensor it outputs (sent once to every other device that
 consumes it, and kept in memory for the backward pass), and the indices of the ops it
-reads. ``layer`` names the user-visible layer an op belongs to: a Keras LSTM unrolled
+reads. ``param_bytes`` of the ops of one ``layer`` add up to the layer's parameters, which
+belong to the layer as a whole (the simulator charges every device that runs part of a layer
+for a copy). ``layer`` names the user-visible layer an op belongs to: a Keras LSTM unrolled
 over 20 time steps is 20 ops of one layer. Expert placements and the real multi-device
 check work on layers; the learned placer works on ops.
 
@@ -41,6 +43,9 @@ class Op:
     kind: str = ""
     #: Measured forward seconds per device kind (from calibration); overrides FLOPs / speed.
     seconds: Mapping[str, float] = field(default_factory=dict)
+    #: Bytes of recurrent state the op hands the next op of its own layer besides its output
+    #: (an LSTM step's cell state); copied when the two steps run on different devices.
+    state_bytes: int = 0
 
     def __post_init__(self) -> None:
         if not self.layer:
@@ -100,6 +105,8 @@ class OpGraph:
                 entry["kind"] = op.kind
             if op.seconds:
                 entry["seconds"] = dict(op.seconds)
+            if op.state_bytes:
+                entry["state_bytes"] = op.state_bytes
             ops.append(entry)
         return {"name": self.name, "backward_factor": self.backward_factor, "ops": ops}
 
@@ -141,6 +148,7 @@ class OpGraph:
                         layer=str(raw.get("layer", "")),
                         kind=str(raw.get("kind", "")),
                         seconds={str(k): float(v) for k, v in dict(raw.get("seconds", {})).items()},
+                        state_bytes=int(raw.get("state_bytes", 0)),
                     )
                 )
             except (TypeError, ValueError) as exc:
@@ -207,8 +215,8 @@ def _validate(graph: OpGraph) -> None:
         if op.name in seen:
             raise GraphError(f"op name {op.name!r} appears twice; op names must be unique")
         seen.add(op.name)
-        if not op.flops >= 0 or op.output_bytes < 0 or op.param_bytes < 0:
-            raise GraphError(f"op {op.name!r}: flops, output_bytes and param_bytes must be >= 0")
+        if not op.flops >= 0 or op.output_bytes < 0 or op.param_bytes < 0 or op.state_bytes < 0:
+            raise GraphError(f"op {op.name!r}: flops, output_bytes, param_bytes and state_bytes must be >= 0")
         for j in op.inputs:
             if not 0 <= j < i:
                 raise GraphError(f"op {op.name!r} reads op #{j}; ops must be in topological order")

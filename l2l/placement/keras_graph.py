@@ -26,7 +26,8 @@ What a caller may rely on:
   step outputs its hidden state ``h``, the LSTM cell state stays with the layer); floating
   tensors count ``dtype_bytes`` per element, integer tensors their own size.
   ``param_bytes`` counts every weight at ``dtype_bytes`` and sits on the layer's first op,
-  so a graph's parameters add up to the model's.
+  so a graph's parameters add up to the model's (they belong to the whole layer: see the
+  simulator). An unrolled LSTM step's ``state_bytes`` is its cell state (the size of ``h``).
 * Unknown dimensions other than the batch count as 1, so a layer over a sequence of
   unknown length is not unrolled.
 """
@@ -265,6 +266,7 @@ class _Builder:
         param_bytes: int,
         operation: Any,
         kind: str = "",
+        state_bytes: int = 0,
     ) -> int:
         unique, n = name, 1
         while unique in self._names:
@@ -279,6 +281,7 @@ class _Builder:
                 param_bytes=int(param_bytes),
                 layer=operation.name,
                 kind=kind or type(operation).__name__,
+                state_bytes=int(state_bytes),
             )
         )
         return len(self.ops) - 1
@@ -433,8 +436,12 @@ class _Builder:
                 name = f"{base}/{prefix}t{label}"
                 first = not ops and not chain
                 kind = f"{type(layer).__name__} step"
+                # an LSTM hands its next step the cell state besides h: as many bytes again
+                state = step_bytes if type(layer).__name__ == "LSTM" else 0
                 chain.append(
-                    self._add_op(name, flops, step_bytes, inputs, params if first else 0, operation, kind)
+                    self._add_op(
+                        name, flops, step_bytes, inputs, params if first else 0, operation, kind, state
+                    )
                 )
             ops.append(chain)
 

@@ -20,44 +20,11 @@ from typing import Any
 import numpy as np
 
 from l2l.placement.cluster import Cluster
+from l2l.placement.families import OP_FAMILIES, op_family
 from l2l.placement.graph import OpGraph
 from search_spaces.spec import SpaceError
 
-#: Coarse op families; an op's ``kind`` (the Keras layer class) is mapped onto one of them.
-OP_FAMILIES = (
-    "input",
-    "conv",
-    "dense",
-    "recurrent",
-    "embedding",
-    "attention",
-    "norm",
-    "pool",
-    "merge",
-    "activation",
-    "other",
-)
-_FAMILY_PATTERNS = (
-    ("input", r"input"),
-    ("recurrent", r"lstm|gru|rnn"),
-    ("attention", r"attention"),
-    ("embedding", r"embedding"),
-    ("conv", r"conv"),
-    ("dense", r"dense|matmul|einsum"),
-    ("norm", r"norm"),
-    ("pool", r"pool"),
-    ("merge", r"add|concat|multiply|average|maximum|subtract"),
-    ("activation", r"activation|relu|softmax|dropout|sigmoid|tanh"),
-)
 _STEP = re.compile(r"/t(\d+)$")
-
-
-def op_family(kind: str) -> str:
-    lowered = kind.lower()
-    for family, pattern in _FAMILY_PATTERNS:
-        if re.search(pattern, lowered):
-            return family
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -99,11 +66,11 @@ class PlacementSpace:
         return {"devices": checked}
 
     def hints(self) -> list[np.ndarray]:
-        """Placements anyone would try first: all on one device, the expert split, METIS."""
-        from l2l.placement.baselines import expert, metis, single_device
+        """Placements anyone would try first: every hand-made baseline, best or not."""
+        from l2l.placement.baselines import HAND_MADE
 
         allowed = set(self.allowed)
-        found = [place(self.graph, self.cluster) for place in (single_device, expert, metis)]
+        found = [place(self.graph, self.cluster) for place in HAND_MADE.values()]
         return [p for p in found if set(p.tolist()) <= allowed]
 
     def sample(self, rng: random.Random) -> dict[str, list[int]]:

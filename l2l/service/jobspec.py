@@ -35,7 +35,16 @@ KNOWN_RESOURCES = ("CPU", "GPU", "TPU", "memory")
 #: How a hardware-aware search places each trained model: a baseline of
 #: :mod:`l2l.placement.baselines` (named here: that module imports the simulator, which the
 #: API process does not load), or ``best_baseline``, the fastest of them.
-Placer = Literal["best_baseline", "expert", "metis", "single_device", "round_robin"]
+Placer = Literal[
+    "best_baseline",
+    "expert",
+    "expert_split_softmax",
+    "contiguous",
+    "metis",
+    "single_device",
+    "round_robin",
+    "op_mod_k",
+]
 PLACERS: tuple[str, ...] = get_args(Placer)
 
 

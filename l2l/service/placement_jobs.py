@@ -48,27 +48,48 @@ def graph_summary(graph: OpGraph) -> dict[str, Any]:
 
 
 def save_graph(
-    store: Store, settings: Settings, team_id: int, stream: BinaryIO, name: str | None = None
+    store: Store,
+    settings: Settings,
+    team_id: int,
+    stream: BinaryIO,
+    name: str | None = None,
+    *,
+    batch_size: int = 32,
 ) -> GraphRecord:
-    """Check an uploaded op graph (JSON, :meth:`OpGraph.from_json`) and keep it for the team.
+    """Check an uploaded graph and keep it for the team: an op graph's JSON
+    (:meth:`OpGraph.from_json`), or a ``.keras`` model, read into a layer-level graph at
+    ``batch_size`` by a child process (:mod:`l2l.placement.keras_file`; this process never
+    imports Keras) and kept beside it, so that a placement of it maps onto its layers.
 
     Raises :class:`GraphError` (:class:`GraphTooLarge` over the limits) naming the problem;
     a graph that fails leaves no file and no row behind.
     """
+    from l2l.placement.keras_file import graph_from_keras_file, looks_like_keras
+
     limits = settings.placement
     raw = _read_limited(stream, limits.max_graph_mb)
-    graph = OpGraph.from_json(raw)
-    if len(graph) > limits.max_graph_ops:
-        raise GraphTooLarge(
-            f"the graph has {len(graph)} ops; this service places at most {limits.max_graph_ops}"
-        )
     folder = settings.data_dir.resolve() / "graphs" / uuid.uuid4().hex
     folder.mkdir(parents=True)
     try:
+        source = "graph"
+        if looks_like_keras(raw):
+            source = "keras"
+            model = folder / "model.keras"
+            model.write_bytes(raw)
+            graph = graph_from_keras_file(model, batch_size)
+        else:
+            graph = OpGraph.from_json(raw)
+        if len(graph) > limits.max_graph_ops:
+            raise GraphTooLarge(
+                f"the graph has {len(graph)} ops; this service places at most {limits.max_graph_ops}"
+            )
         path = folder / "graph.json"
         path.write_text(graph.to_json())  # normalised: topological order, every field checked
         title = (name or "").strip() or graph.name
-        return store.create_graph(team_id, title[:200], str(path), graph_summary(graph))
+        summary = {**graph_summary(graph), "source": source}
+        if source == "keras":
+            summary["batch_size"] = batch_size
+        return store.create_graph(team_id, title[:200], str(path), summary)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from l2l.placement.apply import jax_code, layer_devices, split_layers, tensorflow_code
 from l2l.placement.baselines import BASELINES, evaluate_baselines, lower_bound
 from l2l.placement.cluster import Cluster, ClusterError, get_cluster
 from l2l.placement.graph import GraphError, OpGraph
@@ -34,7 +35,7 @@ from l2l.worker.executor import DEFAULT_BATCH_SIZE, TrialBuildError, TrialTask
 log = logging.getLogger(__name__)
 
 #: Version of the result document's shape (GET /jobs/{id}/placement).
-DOCUMENT_VERSION = 1
+DOCUMENT_VERSION = 2
 #: At most this many points of the best-so-far history go into the document.
 HISTORY_POINTS = 200
 
@@ -211,12 +212,16 @@ def result_document(
     """What GET /jobs/{id}/placement serves; every time in ms, null where a step does not fit.
 
     ``timelines`` hold, per device, its op runs ``[op, backward (0/1), start, end]`` and
-    the transfers it sends ``[op, backward, to_device, start, end]``.
+    the transfers it sends ``[op, backward, to_device, start, end]``. ``layer_devices`` is
+    ``{layer: device}`` (a layer on its parameters' device; ``split_layers`` lists those the
+    placement spreads) and ``code`` the TensorFlow and JAX scripts that apply it
+    (:mod:`l2l.placement.apply`).
     """
     graph, cluster = simulator.graph, simulator.cluster
     names = cluster.device_names
     best = _best_baseline(baselines)
     timelines = {"learned": timeline(simulator.simulate(result.placement), len(names))}
+    layer_map = layer_devices(graph, result.placement, names)
     if "expert" in baselines:
         timelines["expert"] = timeline(simulator.simulate(baselines["expert"][0]), len(names))
     return {
@@ -240,6 +245,10 @@ def result_document(
         "devices": names,
         "strategy": dict(strategy),
         "placement": _device_names(result.placement, names),
+        # what a user applies: each layer on its parameters' device, and code that does it
+        "layer_devices": layer_map,
+        "split_layers": split_layers(graph, result.placement),
+        "code": {"tensorflow": tensorflow_code(layer_map), "jax": jax_code(layer_map)},
         "step_time": result.step_time,
         "step_time_ms": _ms(result.step_time),
         "samples": result.samples,

@@ -8,7 +8,8 @@
   // Distinct, colour-blind-friendly hues (Okabe–Ito first), then more for big clusters.
   const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#7a6fbf", "#8c6d31",
     "#3b8b8b", "#b04a5a", "#5a7d2a", "#6b6b6b"];
-  const BASELINE_LABELS = { single_device: "One device", round_robin: "Round robin", expert: "Expert (pipeline)", metis: "METIS cut" };
+  const BASELINE_LABELS = { single_device: "One device", round_robin: "Round robin", op_mod_k: "Op i on device i mod k",
+    contiguous: "Contiguous cut", expert: "Expert (GNMT layout)", expert_split_softmax: "Expert, softmax split by step", metis: "METIS cut" };
   // Beyond this many ops the graph is drawn by layer; beyond this many layers, as dots without edges.
   const OPS_WITH_EDGES = 1500;
   const LAYERS_WITH_EDGES = 600;
@@ -54,7 +55,31 @@
     const note = el("p", { class: "muted", text: Number(doc.samples).toLocaleString("en") + " placements tried in " +
       Math.round(doc.search_seconds) + " s by the " + doc.strategy.name + " placer on " + doc.cluster.name + " (" +
       doc.devices.length + " devices)." });
-    box.replaceChildren(dl, table, note);
+    box.replaceChildren(dl, table, note, ...renderApply(doc));
+  }
+
+  // What a user applies: {layer: device} and the TensorFlow / JAX code that does it.
+  function renderApply(doc) {
+    if (!doc.layer_devices) return [];
+    const rows = Object.entries(doc.layer_devices).map(([layer, device]) => el("tr", { "data-layer": layer }, [
+      el("th", { scope: "row", text: layer }),
+      el("td", { text: device }),
+    ]));
+    const table = el("table", { class: "kv", id: "layer-devices" }, [
+      el("caption", { text: "Each layer's device (where its parameters live)" }),
+      el("tbody", {}, rows),
+    ]);
+    const parts = [table];
+    if (doc.split_layers && doc.split_layers.length) {
+      parts.push(el("p", { class: "muted", id: "split-layers", text: "Split over several devices (op-level placement " +
+        "in the JSON): " + doc.split_layers.join(", ") }));
+    }
+    for (const [framework, label] of [["tensorflow", "TensorFlow (tf.device scopes)"], ["jax", "JAX (device_put per layer)"]]) {
+      if (doc.code && doc.code[framework]) {
+        parts.push(el("details", { id: "code-" + framework }, [el("summary", { text: label }), el("pre", {}, [el("code", { text: doc.code[framework] })])]));
+      }
+    }
+    return parts;
   }
 
   // ------------------------------------------------------------------ graph

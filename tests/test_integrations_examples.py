@@ -37,6 +37,14 @@ def test_the_keras_tuner_example_runs_and_resumes(tmp_path: Path) -> None:
     assert "Reloading Tuner" in out  # the second tuner resumed the first one's project
 
 
+def test_the_readme_shows_the_examples_that_run() -> None:
+    """The README's two examples are the files above, so what a user pastes is what the tests ran."""
+    readme = (ROOT / "README.md").read_text()
+    for name in ("ray_tune_example.py", "keras_tuner_example.py"):
+        code = (EXAMPLES / name).read_text().split('"""\n\n', 1)[1]  # past the module docstring
+        assert f"```python\n{code}```" in readme, f"README's copy of {name} differs from the file"
+
+
 def test_a_stock_keras_tuner_tuner_runs_a_trial_on_tensorflow(tmp_path: Path) -> None:
     """KerasTuner's TensorFlow path imports TensorBoard (our dependency since tensorflow-cpu lacks it)."""
     script = f"""

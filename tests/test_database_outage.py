@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, _fresh_postgres_store, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, _fresh_postgres_store, free_port, make_settings
 from fakes import ThreadExecutor, synthetic_metrics
 from tcp_proxy import PausableProxy
 
@@ -75,14 +75,14 @@ def test_the_controller_outlives_a_database_outage(
         job_id = submit_job(api_store, JobSpec.model_validate(JOB), settings).id
         runner.start()
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + HANG_SECONDS
             while api_store.trial_counts(job_id)[TrialState.COMPLETED] < 2:
                 assert time.monotonic() < deadline, "the job did not get going"
                 time.sleep(0.1)
             _outage(kind, tmp_path, proxy)
             assert runner.is_alive(), "the controller died in the outage"
             assert loop.failed_passes > 0, "the outage did not reach the controller"
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + HANG_SECONDS
             while not api_store.get_job(job_id).state.is_finished():
                 assert runner.is_alive(), "the controller died after the outage"
                 assert time.monotonic() < deadline, "the job did not finish after the outage"

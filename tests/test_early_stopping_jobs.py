@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 
 import controller
 from l2l.loop import JobLoop
@@ -97,7 +97,7 @@ def _settings(tmp_path: Path, **controller_settings: float) -> Settings:
     return make_settings(tmp_path, port=free_port(), **controller_settings)
 
 
-def _run(loop: JobLoop, job_id: int, seconds: float = 120) -> None:
+def _run(loop: JobLoop, job_id: int, seconds: float = HANG_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while not loop.store.get_job(job_id).state.is_finished():
         assert time.monotonic() < deadline, f"job {job_id} did not finish in {seconds} s"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 from fakes import ThreadExecutor, synthetic_metrics
 
 from l2l.loop import JobLoop
@@ -45,7 +45,7 @@ def _submit(store: Store, settings: Settings, **changes: object) -> int:
     return submit_job(store, JobSpec.model_validate({**JOB, **changes}), settings).id
 
 
-def _run_until(loop: JobLoop, done: object, seconds: float = 60) -> None:
+def _run_until(loop: JobLoop, done: object, seconds: float = HANG_SECONDS) -> None:
     deadline = time.monotonic() + seconds
     while not done():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"not done in {seconds} s"
@@ -164,7 +164,7 @@ def test_cancels_racing_a_running_loop_leave_it_alive(store: Store, live: LiveSe
             except ValueError:  # it already ended
                 pass
         survivor = _submit(store, settings, seed=99)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_SECONDS
         while not store.get_job(survivor).state.is_finished():
             assert runner.is_alive(), "the job loop died"
             assert time.monotonic() < deadline, "the last job did not finish"
@@ -245,7 +245,7 @@ def test_a_pass_cut_by_database_errors_is_redone_from_the_stored_state(
     runner = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     runner.start()
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_SECONDS
         while not store.get_job(job_id).state.is_finished():
             assert runner.is_alive() and time.monotonic() < deadline
             time.sleep(0.1)

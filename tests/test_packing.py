@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from conftest import LiveServer, free_port, make_settings
+from conftest import HANG_SECONDS, LiveServer, free_port, make_settings
 from fakes import ThreadExecutor
 
 from l2l.loop import JobLoop
@@ -128,7 +128,7 @@ def test_a_packed_trial_that_runs_out_of_memory_is_retried_alone(store: Store, t
     with LiveServer(store, settings):
         job_id = submit_job(store, JobSpec.model_validate(spec), settings).id
         loop = JobLoop(store, executor, settings)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG_SECONDS
         while not store.get_job(job_id).state.is_finished():
             assert time.monotonic() < deadline, "the job did not finish"
             if not loop.step():

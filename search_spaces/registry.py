@@ -35,6 +35,8 @@ BUILT_IN: dict[str, str] = {
     "nb201_cell": "search_spaces.nb201_builder:build",
     "nb201_canonical": "search_spaces.nb201_canonical:canonical_cell",
     "keras_tuner": "search_spaces.keras_tuner_space:build_model",
+    # the canonical form of a space with conditional decisions (inactive ones at their default)
+    "active_form": "search_spaces.conditions:active_form",
 }
 
 REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -140,7 +140,7 @@ def test_a_job_runs_on_a_real_cluster_and_survives_its_controller(
             processes.start(name, [*l2l, "serve", "--no-controller", "--port", str(port)])
         for port in (api_a, api_b):
             _wait(
-                f"the API on {port}", lambda p=port: httpx.get(f"http://127.0.0.1:{p}/health").is_success, 120
+                f"the API on {port}", lambda p=port: httpx.get(f"http://127.0.0.1:{p}/health/live").is_success, 120
             )
         key = subprocess.run(
             [*l2l, "admin", "create-team", "cluster"], cwd=REPO, env=env, check=True, capture_output=True,

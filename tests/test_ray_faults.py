@@ -78,7 +78,7 @@ def test_a_killed_ray_worker_s_trial_is_retried(
             assert time.monotonic() < deadline, "the trial did not start training"
             loop.step()
             time.sleep(0.1)
-        workers = _workers_running("_train_on_worker")
+        workers = _workers_running("TrialWorker")  # the warm actor that runs the trial
         assert len(workers) == 1, workers
         os.kill(workers[0], signal.SIGKILL)  # the worker dies mid-training (OOM killer, node loss)
         _run(loop, job_id, 300)
@@ -94,13 +94,15 @@ def test_a_hung_ray_worker_is_cancelled_at_its_time_limit(
 ) -> None:
     import ray
 
-    from l2l.worker.ray_executor import RayExecutor
+    from l2l.worker.ray_executor import RayExecutor, TrialWorker
 
-    def hang_forever(task: dict, cpus: float | None) -> None:
-        time.sleep(3600)  # a worker stuck in a deadlock or on a dead mount
+    class HangingWorker(TrialWorker):
+        def run(self, task: dict, cpus: float | None) -> dict:
+            time.sleep(3600)  # a worker stuck in a deadlock or on a dead mount
+            return {}
 
-    hanging = RayExecutor()  # joins the module's Ray; trains with a task that never ends
-    hanging._train = ray.remote(max_retries=0)(hang_forever)
+    hanging = RayExecutor()  # joins the module's Ray; its workers take trials and never end them
+    hanging._worker_class = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)(HangingWorker)
     settings = make_settings(tmp_path, port=free_port(), max_retries=1)
     budget = {**JOB["budget"], "trial_timeout_seconds": 8}  # type: ignore[dict-item]
     with LiveServer(sqlite_store, settings):
@@ -110,7 +112,7 @@ def test_a_hung_ray_worker_is_cancelled_at_its_time_limit(
         deadline = time.monotonic() + 180
         while not sqlite_store.get_job(job_id).state.is_finished():
             assert time.monotonic() < deadline, "the job did not finish"
-            seen.update(_workers_running("hang_forever"))
+            seen.update(_workers_running("HangingWorker"))
             if not loop.step():
                 time.sleep(0.1)
     trial = sqlite_store.list_trials(job_id)[0][0]

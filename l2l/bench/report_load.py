@@ -325,7 +325,7 @@ def _server(url: str, root: Path, workers: int, scratch: Path) -> Iterator[tuple
             if process.poll() is not None:
                 raise RuntimeError(f"the service exited: {(scratch / 'server.log').read_text()[-2000:]}")
             try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

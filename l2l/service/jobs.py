@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import shutil
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -377,8 +378,10 @@ def early_stopping_scheduler(
     return scheduler, decisions
 
 
-#: Jobs known to have no early stopping (a job's spec never changes): their reports skip the check.
-_NO_EARLY_STOPPING: set[int] = set()
+#: Per store, the jobs known to have no early stopping (a job's spec never changes): their
+#: reports skip the check. Keyed by the store object, not its URL: a database emptied and
+#: refilled (tests do this) reuses job ids, and a store's cache goes with the store.
+_NO_EARLY_STOPPING: weakref.WeakKeyDictionary[Store, set[int]] = weakref.WeakKeyDictionary()
 
 
 def decide_early_stopping(
@@ -392,10 +395,11 @@ def decide_early_stopping(
     trial = outcome.trial
     if trial.state.is_finished():
         return dataclasses.replace(outcome, decision="stop")
-    if trial.job_id in _NO_EARLY_STOPPING or trial.state is not TrialState.RUNNING:
+    known_plain = _NO_EARLY_STOPPING.setdefault(store, set())
+    if trial.job_id in known_plain or trial.state is not TrialState.RUNNING:
         return outcome
     if not store.get_job(trial.job_id).spec.get("early_stopping"):
-        _NO_EARLY_STOPPING.add(trial.job_id)
+        known_plain.add(trial.job_id)
         return outcome
     return _stop_early(store, trial, step, metrics) or outcome
 
@@ -460,7 +464,7 @@ async def report_step(
     """
     result = await writer.record(step_report(trial_id, token, step, metrics))
     outcome = step_outcome(trial_id, step, result)
-    if outcome.trial.job_id in _NO_EARLY_STOPPING:  # most jobs: no thread hop, no query
+    if outcome.trial.job_id in _NO_EARLY_STOPPING.get(writer.store, ()):  # most jobs: no thread hop, no query
         return outcome
     return await asyncio.to_thread(decide_early_stopping, writer.store, outcome, step, metrics)
 

@@ -54,7 +54,7 @@ STANDARD_BUILDERS = ("search_spaces.mlp_builder:build", "search_spaces.nb201_bui
 #: Keras' metrics of those builders by task, each also reported on the validation data (``val_``).
 KERAS_METRICS = {"classification": ("loss", "accuracy"), "regression": ("loss", "mae")}
 #: What the trainer adds to every trained trial's final report (l2l.worker.trainer.run_trial).
-TRAINER_METRICS = ("train_seconds", "parameters")
+TRAINER_METRICS = ("train_seconds", "parameters", "epochs")  # epochs: how far it trained (early stopping)
 
 
 class InvalidJob(ValueError):

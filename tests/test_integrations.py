@@ -51,7 +51,7 @@ def test_a_strategy_runs_as_a_ray_tune_searcher(tmp_path: Path) -> None:
     finally:
         ray.shutdown()
     assert len(results) == 6 and not results.errors
-    best = results.get_best_result()
+    best = results.get_best_result(metric="score", mode="max")
     assert SPACE.validate({k: best.config[k] for k in SPACE.names})
     assert sorted(r.metrics["score"] for r in results) == sorted(score(r.config) for r in results)
     told = sorted(reward for _, status, reward in searcher.driver.tried.values() if status == "done")

@@ -139,9 +139,8 @@ def test_a_job_runs_on_a_real_cluster_and_survives_its_controller(
         for name, port in (("api_a", api_a), ("api_b", api_b)):
             processes.start(name, [*l2l, "serve", "--no-controller", "--port", str(port)])
         for port in (api_a, api_b):
-            _wait(
-                f"the API on {port}", lambda p=port: httpx.get(f"http://127.0.0.1:{p}/health/live").is_success, 120
-            )
+            live = f"http://127.0.0.1:{port}/health/live"  # /health waits for a controller
+            _wait(f"the API on {port}", lambda url=live: httpx.get(url).is_success, 120)
         key = subprocess.run(
             [*l2l, "admin", "create-team", "cluster"], cwd=REPO, env=env, check=True, capture_output=True,
             text=True, timeout=120,

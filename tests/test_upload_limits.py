@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import HANG_SECONDS, free_port
 from PIL import Image
 
 from l2l.service.jobs import create_team
@@ -56,10 +56,10 @@ class ApiProcess:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + HANG_SECONDS
         while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+            try:  # /health/live: /health itself waits for a controller, and none runs here
+                if httpx.get(f"{self.url}/health/live", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -55,7 +55,7 @@ def run_demo(trials: int, epochs: int, concurrency: int, keep_serving: bool) -> 
                 start_new_session=True,
             )
         try:
-            client.wait_until_healthy(120, alive=lambda: server.poll() is None)
+            client.wait_until_healthy(300, alive=lambda: server.poll() is None)
         except ApiError as error:
             raise ApiError(f"{error}; its log is {log_path}") from None
     key = _demo_key()

@@ -24,6 +24,9 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from l2l.store.conversions import aware as _aware
+from l2l.store.conversions import json_safe as _json_safe
+from l2l.store.conversions import trial_record as _trial_record
 from l2l.store.heartbeats import ControllerHeartbeats
 from l2l.store.records import (
     ArtifactRecord,
@@ -801,14 +804,6 @@ def _make_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
-def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
-    # JSON has no NaN or infinity (PostgreSQL refuses them); null keeps "no usable value".
-    return {
-        name: None if isinstance(value, float) and not math.isfinite(value) else value
-        for name, value in values.items()
-    }
-
-
 #: Ids are 64-bit signed integers in every database; a larger number names no row (and
 #: would overflow the driver before the query ran).
 MAX_ID = 2**63 - 1
@@ -842,13 +837,6 @@ def _owned_job(session: Session, job_id: int, owner: str) -> JobRow:
     if job.owner != owner:
         raise LeaseLost(f"job {job_id} is driven by {job.owner!r}, not {owner!r}")
     return job
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands datetimes back without a zone; every time stored here is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _team_record(row: TeamRow) -> TeamRecord:
@@ -929,26 +917,4 @@ def _job_record(row: JobRow) -> JobRecord:
         request_hash=row.request_hash,
         unfinished_starts=row.unfinished_starts or 0,
         chance=dict(row.chance) if row.chance is not None else None,
-    )
-
-
-def _trial_record(row: TrialRow, best_trial_id: int | None) -> TrialRecord:
-    return TrialRecord(
-        id=row.id,
-        job_id=row.job_id,
-        number=row.number,
-        proposal_id=row.proposal_id,
-        state=TrialState(row.state),
-        params=dict(row.params),
-        reward=row.reward,
-        metrics=dict(row.metrics or {}),
-        error=row.error,
-        attempts=row.attempts,
-        told=row.told,
-        is_best=row.id == best_trial_id,
-        created_at=_aware(row.created_at) or utcnow(),
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
-        resumes_trial_id=row.resumes_trial_id,
-        start_epoch=row.start_epoch or 0,
     )

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import fcntl
 import hmac
-import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from l2l.store.conversions import json_safe, trial_record
 from l2l.store.records import TrialRecord
 from l2l.store.states import TrialState
 from l2l.store.tables import JobRow, MetricRow, TrialRow, utcnow
@@ -114,6 +113,8 @@ _TRIAL_COLUMNS = (
     TrialRow.created_at,
     TrialRow.started_at,
     TrialRow.finished_at,
+    TrialRow.resumes_trial_id,
+    TrialRow.start_epoch,
     JobRow.best_trial_id,
 )
 
@@ -155,7 +156,7 @@ def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -
                 {
                     "trial_id": report.trial_id,
                     "step": report.step,
-                    "values": _json_safe(report.values),
+                    "values": json_safe(report.values),
                     "created_at": now,
                 },
             )
@@ -180,7 +181,8 @@ def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -
         if verdict not in (StepOutcome.NOT_FOUND, StepOutcome.FORBIDDEN):
             trial = records.get(report.trial_id)
             if trial is None:
-                trial = records[report.trial_id] = _trial_record(trials[report.trial_id])
+                row = trials[report.trial_id]
+                trial = records[report.trial_id] = trial_record(row, row.best_trial_id)
         results.append(StepResult(verdict, trial))
     return results
 
@@ -197,39 +199,3 @@ def _insert(connection: Connection) -> Any:
     if connection.dialect.name == "sqlite":
         return sqlite.insert(MetricRow)
     raise NotImplementedError(f"step reports need ON CONFLICT; {connection.dialect.name} is not supported")
-
-
-def _json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
-    # (As the store's own _json_safe; kept here so this module needs nothing of database.py.)
-    # JSON has no NaN or infinity (PostgreSQL refuses them); null keeps "no usable value".
-    return {
-        name: None if isinstance(value, float) and not math.isfinite(value) else value
-        for name, value in values.items()
-    }
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands datetimes back without a zone; every time stored here is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def _trial_record(row: Any) -> TrialRecord:
-    return TrialRecord(
-        id=row.id,
-        job_id=row.job_id,
-        number=row.number,
-        proposal_id=row.proposal_id,
-        state=TrialState(row.state),
-        params=dict(row.params),
-        reward=row.reward,
-        metrics=dict(row.metrics or {}),
-        error=row.error,
-        attempts=row.attempts,
-        told=row.told,
-        is_best=row.id == row.best_trial_id,
-        created_at=_aware(row.created_at) or utcnow(),
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
-    )

@@ -9,7 +9,6 @@ import socket
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from l2l.settings import Settings
 from l2l.store import Store
+from l2l.store.scratch import scratch_postgres_database
 from l2l.store.tables import Base
 
 #: Where browser tests leave their screenshots (ignored by git).
@@ -57,15 +57,8 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     if not POSTGRES:
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES_ADMIN_URL}")
-    import psycopg
-
-    admin = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"l2l_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(POSTGRES_ADMIN_URL, "l2l_test") as fresh:
+        yield fresh
 
 
 def _fresh_postgres_store(url: str) -> Store:

@@ -21,13 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import POSTGRES, POSTGRES_ADMIN_URL, free_port
+
+from l2l.store.scratch import scratch_postgres_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -40,17 +41,8 @@ NODE_LINE = re.compile(r"trial (\d+) attempt (\d+) ran on node (\w+)")
 def postgres_database() -> Iterator[str]:
     if not POSTGRES:
         pytest.skip(f"no PostgreSQL server answers at {POSTGRES_ADMIN_URL}: the scale-out layout needs one")
-    import psycopg
-
-    admin = POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"l2l_cluster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(POSTGRES_ADMIN_URL, "l2l_cluster") as fresh:
+        yield fresh
 
 
 class Processes:

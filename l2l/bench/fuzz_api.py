@@ -22,12 +22,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from l2l.store.scratch import scratch_postgres_database
 
 PHASES = "examples,coverage,fuzzing,stateful"
 #: The one setting told to Schemathesis: which answers a schema-valid request may get (see the file).
@@ -46,17 +47,8 @@ def fresh_database(url: str | None, folder: Path) -> Iterator[str]:
     if url is None or url.startswith("sqlite"):
         yield f"sqlite:///{folder / 'fuzz.db'}"
         return
-    import psycopg
-
-    admin = url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"l2l_fuzz_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(url, "l2l_fuzz") as fresh:
+        yield fresh
 
 
 @contextmanager

@@ -45,6 +45,7 @@ import httpx
 
 from l2l.service.jobs import hash_token
 from l2l.store import Store
+from l2l.store.scratch import scratch_postgres_database
 from l2l.store.states import TrialState
 
 REPO = Path(__file__).resolve().parents[2]
@@ -278,17 +279,8 @@ def _database(backend: str, postgres_admin_url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="l2l-report-db-") as directory:
             yield f"sqlite:///{directory}/l2l.db"
         return
-    import psycopg
-
-    admin = postgres_admin_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"l2l_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_postgres_database(postgres_admin_url, "l2l_bench") as fresh:
+        yield fresh
 
 
 @contextmanager

@@ -186,8 +186,8 @@ def test_a_hung_trial_is_stopped_at_its_time_limit_and_retried_then_timed_out(
     release = threading.Event()
     hung: list[tuple[int, int]] = []
 
-    def hangs_on_proposal_0(task: TrialTask) -> dict[str, float]:
-        if store.get_trial(task.trial_id).number == 0:
+    def hangs_on_the_first_trial(task: TrialTask) -> dict[str, float]:
+        if store.get_trial(task.trial_id).number == 1:  # trials are numbered from 1
             hung.append((task.trial_id, task.attempt))
             release.wait(60)  # a worker that never ends on its own
         return synthetic_metrics(task)
@@ -195,7 +195,7 @@ def test_a_hung_trial_is_stopped_at_its_time_limit_and_retried_then_timed_out(
     job_id = _submit(
         store, settings, budget={"trials": 3, "concurrency": 3, "epochs": 1, "trial_timeout_seconds": 4}
     )
-    executor = ThreadExecutor(hangs_on_proposal_0)
+    executor = ThreadExecutor(hangs_on_the_first_trial)
     loop = JobLoop(store, executor, settings)
     try:
         _run_until(loop, _finished(store, job_id))

@@ -1,8 +1,7 @@
 """The code a request may name: builders, canonical forms and KerasTuner ``build(hp)`` functions.
 
 A job names code only as a reference (``"package.module:function"``) or as a registered name,
-and only references an admin registered are ever imported. Three sources, read on every
-check so that a registration made while the service runs takes effect at once:
+and only references an admin registered are ever imported. Three sources:
 
 * the built-in spaces' own functions (:data:`BUILT_IN`);
 * Python entry points of the group :data:`ENTRY_POINT_GROUP` (``l2l.builders``), which an
@@ -10,6 +9,10 @@ check so that a registration made while the service runs takes effect at once:
 
       [project.entry-points."l2l.builders"]
       my_cnn = "my_package.spaces:build"
+
+  read once per process (scanning every installed distribution costs milliseconds, and a
+  search checks a canonical form thousands of times); a package installed later is seen
+  after a restart, which its import needs anyway;
 
 * the setting ``L2L_SECURITY__BUILDERS``, a JSON list of ``"module:function"`` or
   ``"name=module:function"`` entries (see :class:`l2l.settings.SecuritySettings`).
@@ -20,6 +23,7 @@ search spaces that calls ``importlib`` on a reference, and it checks the registr
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from importlib.metadata import entry_points
@@ -45,9 +49,8 @@ REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def registered() -> dict[str, str]:
     """Every registered name and the reference it stands for (built-ins, entry points, settings)."""
     names = dict(BUILT_IN)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if REFERENCE.match(entry.value):
-            names.setdefault(entry.name, entry.value)
+    for name, reference in entry_point_references():
+        names.setdefault(name, reference)
     for item in _allowed_by_settings():
         name, _, reference = item.rpartition("=")
         if REFERENCE.match(reference):
@@ -81,6 +84,16 @@ def load(given: Any, what: str) -> Any:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as error:
         raise SpaceError(f"cannot load {what} {reference!r}: {error}") from error
+
+
+@functools.cache
+def entry_point_references() -> tuple[tuple[str, str], ...]:
+    """The (name, reference) pairs installed packages declare, read once per process."""
+    return tuple(
+        (entry.name, entry.value)
+        for entry in entry_points(group=ENTRY_POINT_GROUP)
+        if REFERENCE.match(entry.value)
+    )
 
 
 def _allowed_by_settings() -> list[str]:

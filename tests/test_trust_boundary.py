@@ -162,7 +162,12 @@ def test_an_entry_point_registers_a_builder(monkeypatch: pytest.MonkeyPatch) -> 
 
     entry = EntryPoint("team_cnn", "tests.kt_build_example:build", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [entry] if group == entry.group else [])
-    assert registry.resolve("team_cnn", "builder") == "tests.kt_build_example:build"
+    registry.entry_point_references.cache_clear()  # read once per process: as if it started now
+    try:
+        assert registry.resolve("team_cnn", "builder") == "tests.kt_build_example:build"
+    finally:
+        monkeypatch.undo()
+        registry.entry_point_references.cache_clear()
 
 
 def test_benchmark_options_are_sizes_only(client: TestClient, tmp_path: Path) -> None:

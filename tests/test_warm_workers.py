@@ -106,6 +106,22 @@ def test_a_worker_loads_its_dataset_once_for_all_its_trials(
     assert all(info["backend"] == "tensorflow" for info in workers), workers
 
 
+def test_a_trial_without_room_takes_the_first_worker_that_comes_free(
+    sqlite_store: Store, live: LiveServer, ray_executor: object
+) -> None:
+    """Three trials at once on two CPUs: the third waits in the executor and runs on the first
+    worker that ends. Were it a Ray actor waiting to be scheduled, it would wait behind the
+    idle workers holding both CPUs until they expire (600 s here), past this test's deadline."""
+    job_id = _submit(sqlite_store, live.settings, budget={"trials": 3, "concurrency": 3, "epochs": 1})
+    loop = JobLoop(sqlite_store, ray_executor, live.settings)  # type: ignore[arg-type]
+    _drive(loop, job_id, seconds=300)
+
+    trials, _ = sqlite_store.list_trials(job_id)
+    assert [t.state for t in trials] == [TrialState.COMPLETED] * 3, [t.error for t in trials]
+    workers = ray_executor.workers()  # type: ignore[attr-defined]
+    assert len(workers) <= 2, workers  # never a third worker on two CPUs
+
+
 def test_a_job_trains_under_the_jax_backend(
     sqlite_store: Store, live: LiveServer, ray_executor: object
 ) -> None:

@@ -16,6 +16,11 @@ A worker whose resident memory grew past ``max_rss_mb`` after a trial is replace
 leak never takes a node down. Idle workers hold their resources, so they are stopped
 after ``idle_seconds`` without a trial, and at once when a trial of another shape needs
 their room.
+
+A trial that does not fit in what the cluster has free waits here, first come first served,
+rather than as a Ray actor waiting to be scheduled: such an actor would wait behind idle
+workers that hold the room it needs (for up to ``idle_seconds``), where a trial waiting here
+takes the first worker that comes free, or its room.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from l2l.worker.executor import Outcome, ResourceUnavailable, TrialBuildError, T
 from l2l.worker.packing import is_out_of_memory
 
 log = logging.getLogger(__name__)
+
+#: How often a trial waiting for room looks again when no trial of ours ends meanwhile.
+WAITING_RECHECK_SECONDS = 0.5
+
+#: How long a stopped worker's resources may still count as used in Ray's own figures.
+RETURN_SECONDS = 10.0
 
 #: Keras backends a worker can run.
 BACKENDS = ("tensorflow", "jax")
@@ -109,6 +120,9 @@ class RayExecutor:
         self._worker_class = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=2)(TrialWorker)
         self._running: dict[ray.ObjectRef, tuple[TrialTask, _Worker]] = {}
         self._idle: list[_Worker] = []
+        self._waiting: list[tuple[TrialTask, dict[str, float]]] = []
+        # Workers we stopped lately: (when, what they held), which Ray counts as used a moment longer.
+        self._returning: list[tuple[float, dict[str, float]]] = []
 
     # ---------------------------------------------------------------- the contract
 
@@ -123,19 +137,24 @@ class RayExecutor:
                 )
 
     def submit(self, task: TrialTask, resources: Mapping[str, float]) -> None:
-        worker = self._worker_for(task, resources)
-        ref = worker.actor.run.remote(task.to_dict(), resources.get("CPU"))
-        self._running[ref] = (task, worker)
+        self._waiting.append((task, dict(resources)))
+        self._start_waiting()
 
     def poll(self) -> list[Outcome]:
         self._stop_idle_workers()
-        if not self._running:
-            return []
-        done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
-        return [self._ended(ref) for ref in done]
+        outcomes = []
+        if self._running:
+            done, _ = ray.wait(list(self._running), num_returns=len(self._running), timeout=0)
+            outcomes = [self._ended(ref) for ref in done]
+        self._start_waiting()  # the workers that just ended, or their room, go to waiting trials
+        return outcomes
 
     def wait(self, timeout: float) -> bool:
         """Block until a trial ends or ``timeout`` seconds pass; True if one ended."""
+        if self._waiting:
+            # Room can also come free without a trial of ours ending (a killed worker's
+            # resources return a moment later, another user's actor ends): look again soon.
+            timeout = min(timeout, WAITING_RECHECK_SECONDS)
         if not self._running:
             time.sleep(timeout)
             return False
@@ -143,19 +162,21 @@ class RayExecutor:
         return bool(done)
 
     def cancel(self, trial_id: int) -> None:
+        self._waiting = [(task, resources) for task, resources in self._waiting if task.trial_id != trial_id]
         for ref, (task, worker) in list(self._running.items()):
             if task.trial_id == trial_id:
                 # An actor's task cannot be forced to stop; the worker is replaced instead.
                 del self._running[ref]
-                ray.kill(worker.actor, no_restart=True)
+                self._kill(worker)
 
     def shutdown(self) -> None:
         for _, worker in self._running.values():
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
         for worker in self._idle:
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
         self._running.clear()
         self._idle.clear()
+        self._waiting.clear()
         ray.shutdown()
 
     # ------------------------------------------------------------------- workers
@@ -171,7 +192,19 @@ class RayExecutor:
                 continue  # died since; the loop hears of it through its trial
         return infos
 
-    def _worker_for(self, task: TrialTask, resources: Mapping[str, float]) -> _Worker:
+    def _start_waiting(self) -> None:
+        """Start waiting trials in order while a worker or room for one is there."""
+        while self._waiting:
+            task, resources = self._waiting[0]
+            worker = self._worker_for(task, resources)
+            if worker is None:
+                return  # first come, first served: the next trial waits behind this one
+            self._waiting.pop(0)
+            ref = worker.actor.run.remote(task.to_dict(), resources.get("CPU"))
+            self._running[ref] = (task, worker)
+
+    def _worker_for(self, task: TrialTask, resources: Mapping[str, float]) -> _Worker | None:
+        """An idle worker of the trial's shape, else a new one if there is room; else None."""
         backend = task.backend or "tensorflow"
         if backend not in BACKENDS:
             raise ValueError(f"unknown Keras backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -182,7 +215,8 @@ class RayExecutor:
             worker = next((w for w in fitting if w.last_dataset == dataset), fitting[0])
             self._idle.remove(worker)
         else:
-            self._make_room(resources)
+            if not self._make_room(resources):
+                return None
             env = {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
             if 0 < resources.get("GPU", 0) < 1:
                 # Each framework takes most of a GPU's memory up front unless told otherwise.
@@ -194,28 +228,48 @@ class RayExecutor:
         worker.last_dataset = dataset
         return worker
 
-    def _make_room(self, resources: Mapping[str, float]) -> None:
-        """Stop idle workers of other shapes, least recently used first, until the cluster
-        has ``resources`` free (idle workers hold theirs)."""
-        if not self._idle:
-            return
-        free = ray.available_resources()
+    def _make_room(self, resources: Mapping[str, float]) -> bool:
+        """Stop idle workers, least recently used first, until the cluster has ``resources``
+        free (idle workers hold theirs); False if even that is not enough now."""
+        free = self._free()
         short = {name: amount - free.get(name, 0.0) for name, amount in resources.items()}
         for worker in sorted(self._idle, key=lambda w: w.idle_since):
             if all(amount <= 1e-9 for amount in short.values()):
-                return
+                break
             if not any(worker.resources.get(name, 0) > 0 for name, amount in short.items() if amount > 0):
                 continue
             self._idle.remove(worker)
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
             for name in short:
                 short[name] -= worker.resources.get(name, 0.0)
+        return all(amount <= 1e-9 for amount in short.values())
+
+    def _free(self) -> dict[str, float]:
+        """What the cluster can still give a new worker.
+
+        Ray's own count, but never more than the cluster's total less what our live workers
+        hold: a worker just created is not counted by Ray until it is scheduled, and two
+        trials submitted back to back must not both see the same room.
+        """
+        now = time.monotonic()
+        self._returning = [(when, held) for when, held in self._returning if now - when < RETURN_SECONDS]
+        ours = _sum([w.resources for _, w in self._running.values()] + [w.resources for w in self._idle])
+        returning = _sum([held for _, held in self._returning])
+        available, total = ray.available_resources(), ray.cluster_resources()
+        return {
+            name: min(available.get(name, 0.0) + returning.get(name, 0.0), total[name] - ours.get(name, 0.0))
+            for name in total
+        }
+
+    def _kill(self, worker: _Worker) -> None:
+        ray.kill(worker.actor, no_restart=True)
+        self._returning.append((time.monotonic(), worker.resources))
 
     def _stop_idle_workers(self) -> None:
         now = time.monotonic()
         for worker in [w for w in self._idle if now - w.idle_since > self.idle_seconds]:
             self._idle.remove(worker)
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
 
     def _ended(self, ref: ray.ObjectRef) -> Outcome:
         task, worker = self._running.pop(ref)
@@ -229,10 +283,10 @@ class RayExecutor:
             text = f"{type(cause).__name__}: {cause}\n{error}"
             return Outcome(task.trial_id, text, retryable, out_of_memory=is_out_of_memory(text), **ended)
         except TaskCancelledError:
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
             return Outcome(task.trial_id, "the worker was cancelled", False, **ended)
         except Exception as error:  # the worker died (crash, node lost, memory): a new one next time
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
             text = f"the worker died: {type(error).__name__}: {error}"
             return Outcome(task.trial_id, text, True, out_of_memory=is_out_of_memory(text), **ended)
         if info["rss_mb"] > self.max_rss_mb:
@@ -240,7 +294,7 @@ class RayExecutor:
                 "worker pid %s on node %s uses %.0f MB after trial %s (limit %.0f): replacing it",
                 info["pid"], info["node_id"], info["rss_mb"], task.trial_id, self.max_rss_mb,
             )  # fmt: skip
-            ray.kill(worker.actor, no_restart=True)
+            self._kill(worker)
         else:
             self._release(worker)
         return Outcome(task.trial_id, worker=info, **ended)
@@ -248,6 +302,14 @@ class RayExecutor:
     def _release(self, worker: _Worker) -> None:
         worker.idle_since = time.monotonic()
         self._idle.append(worker)
+
+
+def _sum(holdings: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for held in holdings:
+        for name, amount in held.items():
+            total[name] = total.get(name, 0.0) + amount
+    return total
 
 
 def _dataset_key(task: TrialTask) -> str:

@@ -149,6 +149,7 @@ def _env(tmp_path: Path, port: int) -> dict[str, str]:
         L2L_API__PORT=str(port),
         L2L_CONTROLLER__LEASE_SECONDS="3",
         L2L_RAY__NUM_CPUS="2",
+        L2L_SERVE__ENABLED="false",  # no prediction service: the test that predicts starts its own
     )
     env.pop("L2L_DATABASE_URL", None)
     return env
@@ -228,14 +229,15 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
             "dataset": "wine",
             "space": "mlp",
             "strategy": "evolution",
-            "budget": {"trials": 10, "concurrency": 2, "epochs": 2},
+            "budget": {"trials": 6, "concurrency": 2, "epochs": 2},
             "seed": 5,
+            "final_model": False,  # the resume is the point, not the retraining after it
         }
         job_id = httpx.post(f"{api}/jobs", json=spec, headers=auth).json()["id"]
         _wait(
-            lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["progress"]["completed"] >= 3,
+            lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["progress"]["completed"] >= 2,
             HANG_SECONDS,
-            "three trials to complete",
+            "two trials to complete",
         )
     finally:
         os.killpg(server.pid, signal.SIGKILL)  # no goodbye: the lease must run out
@@ -244,7 +246,7 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
     before = store.get_job(job_id)
     trials_before, created_before = store.list_trials(job_id)
-    assert before.state is JobState.RUNNING and created_before < 10
+    assert before.state is JobState.RUNNING and created_before < 6
     told_before = {t.id for t in trials_before if t.told}
     asked_before = before.strategy_state["next_id"]  # type: ignore[index]
 
@@ -264,13 +266,13 @@ def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
 
     after = store.get_job(job_id)
     trials, total = store.list_trials(job_id)
-    assert after.state is JobState.COMPLETED and total == 10
+    assert after.state is JobState.COMPLETED and total == 6
     assert all(t.state is TrialState.COMPLETED and t.told for t in trials), [
         (t.state, t.error) for t in trials
     ]
     # Nothing counted twice or lost: one trial per proposal, proposals numbered on from the saved state.
-    assert sorted(t.proposal_id for t in trials) == list(range(10))
-    assert after.strategy_state is not None and after.strategy_state["next_id"] == 10
+    assert sorted(t.proposal_id for t in trials) == list(range(6))
+    assert after.strategy_state is not None and after.strategy_state["next_id"] == 6
     assert all(t.proposal_id < asked_before for t in trials if t.number <= created_before)  # from 1
     # Trials that had finished before the kill were not run again.
     assert all(t.attempts == 1 for t in trials if t.id in told_before)

@@ -139,6 +139,11 @@ def add_bench_parser(commands: Any) -> None:
         default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
         help="an admin URL; a fresh database is made beside it and dropped after",
     )
+    reports.add_argument(
+        "--rate", type=float, default=0.0,
+        help="offered reports/s over all clients (each waits connections/rate s after an answer); "
+        "default 0: as fast as the service answers",
+    )  # fmt: skip
     reports.add_argument("--out", help="append the results (JSON) to this file")
     overhead = which.add_parser(
         "overhead",
@@ -337,6 +342,7 @@ def _run_reports(args: argparse.Namespace) -> int:
         wrk_threads=args.wrk_threads,
         server_paths=([args.compare_with] if args.compare_with else []) + [args.server_path],
         postgres_admin_url=args.postgres_url,
+        rate=args.rate,
         progress=lambda result: print(format_results([result]).splitlines()[-1], flush=True),
     )
     print(format_results(results))

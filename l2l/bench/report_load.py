@@ -59,6 +59,7 @@ local trials = {%(trials)s}
 local tokens = {%(tokens)s}
 local out_dir = "%(out_dir)s"
 local step_base = %(step_base)d
+local think_ms = %(think_ms)d
 local counter = 1
 local threads = {}
 
@@ -82,6 +83,10 @@ function request()
   local body = '{"step":' .. step .. ',"metrics":{"loss":0.25,"val_accuracy":0.5}}'
   local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. tokens[k]}
   return wrk.format("POST", "/trials/" .. trials[k] .. "/report", headers, body)
+end
+
+function delay()
+  return think_ms
 end
 
 function response(status, headers, body)
@@ -142,6 +147,8 @@ class LoadResult:
     exactly_once: bool
     #: The machine's 1-minute load average when the run ended (other people's work included).
     load_average: float = 0.0
+    #: Offered load (reports/s over all clients; 0: each client sends as soon as answered).
+    rate: float = 0.0
 
 
 def main_reports(
@@ -154,6 +161,7 @@ def main_reports(
     wrk_threads: int,
     server_paths: list[Path | None],
     postgres_admin_url: str,
+    rate: float = 0.0,
     progress: Callable[[LoadResult], None] | None = None,
 ) -> list[LoadResult]:
     """One run per database, server checkout and worker count, each on a fresh database.
@@ -175,6 +183,7 @@ def main_reports(
                         trials=trials,
                         wrk_threads=wrk_threads,
                         server_path=server_path,
+                        rate=rate,
                     )
                 results.append(result)
                 if progress is not None:
@@ -192,8 +201,15 @@ def run_load(
     trials: int,
     wrk_threads: int,
     server_path: Path | None,
+    rate: float = 0.0,
 ) -> LoadResult:
-    """One measured run on the database at ``url`` (which must be fresh)."""
+    """One measured run on the database at ``url`` (which must be fresh).
+
+    ``rate`` > 0 paces the clients: each waits ``connections / rate`` seconds between an answer
+    and its next request, so the service is offered about ``rate`` reports a second (a little
+    less: the wait comes on top of each answer's latency) instead of as many as it can take.
+    """
+    think_ms = round(1000 * connections / rate) if rate > 0 else 0
     store = Store(url)
     store.migrate()
     tokens = _running_trials(store, trials)
@@ -206,10 +222,10 @@ def run_load(
         out_dir.mkdir()
         # A short warm-up (imports, connection pools, the first compiles) is sent and checked like
         # the rest, but not timed.
-        _wrk(base_url, tokens, out_dir / "warm", 2.0, connections, wrk_threads, step_base=0)
+        _wrk(base_url, tokens, out_dir / "warm", 2.0, connections, wrk_threads, 0, think_ms)
         cpu_before = _cpu_seconds(server_pids)
         summary, wrk_cpu = _wrk(
-            base_url, tokens, out_dir / "run", seconds, connections, wrk_threads, step_base=1_000_000_000
+            base_url, tokens, out_dir / "run", seconds, connections, wrk_threads, 1_000_000_000, think_ms
         )
         server_cpu = _cpu_seconds(server_pids) - cpu_before
         answered = _answered(out_dir)
@@ -254,6 +270,7 @@ def run_load(
         rows_after_replay=rows_after,
         exactly_once=exactly_once,
         load_average=os.getloadavg()[0],
+        rate=rate,
     )
 
 
@@ -344,6 +361,7 @@ def _wrk(
     connections: int,
     threads: int,
     step_base: int,
+    think_ms: int = 0,
 ) -> tuple[dict[str, Any], float]:
     """Run wrk; its summary and the CPU seconds it used."""
     out_dir.mkdir()
@@ -355,6 +373,7 @@ def _wrk(
             "tokens": ",".join(f'"{token}"' for token in tokens.values()),
             "out_dir": str(out_dir),
             "step_base": step_base,
+            "think_ms": think_ms,
         }
     )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -464,15 +483,18 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def format_results(results: list[LoadResult]) -> str:
     lines = [
-        "| database | server | workers | reports/s | p50 ms | p95 ms | p99 ms | max ms | 200s | not 200 "
-        "| rows | exactly once | wrk CPU s | service CPU s | service CPU per report | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| database | server | workers | offered/s | reports/s | p50 ms | p95 ms | p99 ms | max ms "
+        "| 200s | not 200 | rows | exactly once | wrk CPU s | service CPU s | service CPU per report "
+        "| load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lat = r.latency_ms
+        offered = f"{r.rate:,.0f}" if r.rate else "max"
         lines.append(
-            f"| {r.backend} | {Path(r.server).name} | {r.workers} | {r.reports_per_second:,.0f} | "
-            f"{lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} | {r.answered_200} | "
+            f"| {r.backend} | {Path(r.server).name} | {r.workers} | {offered} | "
+            f"{r.reports_per_second:,.0f} | {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} | "
+            f"{r.answered_200} | "
             f"{r.not_200 + sum(r.socket_errors.values())} | {r.rows_stored} | "
             f"{'yes' if r.exactly_once else 'NO'} | {r.wrk_cpu_s} | {r.server_cpu_s} | "
             f"{r.server_cpu_s / max(r.answered_200, 1) * 1e6:.0f} µs | {r.load_average:.1f} |"

@@ -190,7 +190,10 @@ class TrialReport(BaseModel):
     metrics: dict[str, float | None] = Field(
         description="Keras logs, e.g. {'val_accuracy': 0.93}; NaN or null fail a final report."
     )
-    step: int | None = Field(default=None, ge=0, description="The epoch of an intermediate report.")
+    # The bound is the databases' 64-bit integer: a larger step could not be stored.
+    step: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="The epoch of an intermediate report."
+    )
     final: bool = Field(default=False, description="True for the last report, which carries the reward.")
 
 

@@ -215,6 +215,13 @@ def test_huge_ids_and_offsets_are_404_or_422(client: TestClient) -> None:
         assert client.post("/jobs", json={**JOB, "dataset": dataset}).status_code == 422
     warm = {**JOB, "warm_start": {"job_id": 2**63}}
     assert client.post("/jobs", json=warm).status_code == 422
+    # A worker's report: a trial id past 64 bits names no trial (the fast path hands it to the
+    # route, which stores steps through the same batch writer); a step past 64 bits is refused.
+    bearer = {"Authorization": "Bearer not-a-token"}
+    for body in ({"step": 3, "metrics": {}}, {"step": 3, "metrics": {}, "": {"x": False}}):
+        assert client.post(f"/trials/{2**63}/report", json=body, headers=bearer).status_code == 404
+    answer = client.post("/trials/1/report", json={"step": 2**64, "metrics": {}}, headers=bearer)
+    assert answer.status_code == 422
 
 
 def test_a_graph_that_is_not_utf8_is_a_422(client: TestClient) -> None:

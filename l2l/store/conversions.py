@@ -12,6 +12,10 @@ from l2l.store.records import TrialRecord
 from l2l.store.states import TrialState
 from l2l.store.tables import utcnow
 
+#: Ids are 64-bit signed integers in every database; a larger number names no row (and
+#: would overflow the driver before the query ran).
+MAX_ID = 2**63 - 1
+
 
 def json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
     # JSON has no NaN or infinity (PostgreSQL refuses them); null keeps "no usable value".

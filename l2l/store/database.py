@@ -24,6 +24,7 @@ from sqlalchemy import Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from l2l.store.conversions import MAX_ID
 from l2l.store.conversions import aware as _aware
 from l2l.store.conversions import json_safe as _json_safe
 from l2l.store.conversions import trial_record as _trial_record
@@ -802,11 +803,6 @@ def _make_engine(url: str, immediate: bool) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
-
-
-#: Ids are 64-bit signed integers in every database; a larger number names no row (and
-#: would overflow the driver before the query ran).
-MAX_ID = 2**63 - 1
 
 
 def _get(session: Session, model: type[Any], key: int, lock: bool = False) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from l2l.store.conversions import json_safe, trial_record
+from l2l.store.conversions import MAX_ID, json_safe, trial_record
 from l2l.store.records import TrialRecord
 from l2l.store.states import TrialState
 from l2l.store.tables import JobRow, MetricRow, TrialRow, utcnow
@@ -132,8 +132,9 @@ def record_step_reports(connection: Connection, reports: Sequence[StepReport]) -
     effects except through the unique key: of two identical reports, the first is RECORDED
     and the second a REPEAT, exactly as if they had come one after the other.
     """
-    trial_ids = sorted({report.trial_id for report in reports})
-    rows = connection.execute(_READ_TRIALS, {"ids": trial_ids}).all()
+    # An id past 64 bits names no trial (and would overflow the driver): it is simply not found.
+    trial_ids = sorted({report.trial_id for report in reports if 0 < report.trial_id <= MAX_ID})
+    rows = connection.execute(_READ_TRIALS, {"ids": trial_ids}).all() if trial_ids else []
     trials = {row.id: row for row in rows}
 
     verdicts: list[StepOutcome | None] = []  # None: a candidate for the insert

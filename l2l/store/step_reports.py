@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import BigInteger, Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from l2l.store.conversions import MAX_ID, json_safe, trial_record
@@ -121,7 +121,9 @@ _TRIAL_COLUMNS = (
 _READ_TRIALS = (
     select(*_TRIAL_COLUMNS)
     .join(JobRow, JobRow.id == TrialRow.job_id)
-    .where(TrialRow.id.in_(bindparam("ids", expanding=True)))
+    # BIGINT: on PostgreSQL the id column is a 32-bit integer, and an id past that in a list cast
+    # to the column's type overflows instead of matching nothing.
+    .where(TrialRow.id.in_(bindparam("ids", expanding=True, type_=BigInteger)))
 )
 
 

@@ -18,7 +18,7 @@ from search_spaces.nb201 import TABULAR_DATASETS
 
 def add_bench_parser(commands: Any) -> None:
     """Add ``bench`` with its ``nb201`` and ``plot`` sub-commands to ``commands`` (argparse subparsers)."""
-    bench = commands.add_parser("bench", help="benchmarks: NAS-Bench-201, placement, report load")
+    bench = commands.add_parser("bench", help="benchmarks: NAS-Bench-201, placement, report load, training")
     which = bench.add_subparsers(dest="bench_command", required=True)
     nb201 = which.add_parser("nb201", help="run searches on the NAS-Bench-201 table and write results JSON")
     nb201.add_argument("--dataset", choices=TABULAR_DATASETS, default="cifar10")
@@ -162,6 +162,25 @@ def add_bench_parser(commands: Any) -> None:
         "--no-reuse-trials", type=int, help="trials of Ray Tune without actor reuse (default --trials)"
     )
     overhead.add_argument("--out", help="results JSON file")
+    training = which.add_parser(
+        "training",
+        help="real training for a wall-clock budget: l2l with and without ASHA, KerasTuner's Hyperband, "
+        "Ray Tune's ASHA with Optuna; test accuracy of each budget's pick",
+    )
+    training.add_argument(
+        "--budget-minutes", type=float, action="append",
+        help="a budget to report (repeat; default 5, 10 and 20); one search runs for the largest",
+    )  # fmt: skip
+    training.add_argument("--seeds", type=int, default=3, help="seeds 0.. per contender (default 3)")
+    training.add_argument(
+        "--contender", action="append",
+        choices=["l2l", "l2l_asha", "kt_hyperband", "tune_asha_optuna"],
+        help="run only these (repeat; default all)",
+    )  # fmt: skip
+    training.add_argument("--dataset", choices=["generated", "digits"], default="generated")
+    training.add_argument("--epochs", type=int, default=27, help="most epochs of a trial (default 27)")
+    training.add_argument("--concurrency", type=int, default=2, help="trials at a time (default 2)")
+    training.add_argument("--out", help="results JSON file (rewritten after each run)")
     from l2l.bench.gpu_packing import add_arguments as add_gpu_packing_arguments
 
     add_gpu_packing_arguments(
@@ -199,6 +218,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return run_gpu_packing(args)
     if args.bench_command == "overhead":
         return _run_overhead(args)
+    if args.bench_command == "training":
+        return _run_training(args)
     if args.bench_command == "match":
         return _print_matches_of_files(args.results)
     if args.bench_command == "plot":
@@ -416,6 +437,32 @@ def _run_overhead(args: argparse.Namespace) -> int:
     _write_json(args.out, document)
     print(format_report(document))
     return 0
+
+
+def _run_training(args: argparse.Namespace) -> int:
+    from l2l.bench.training import DEFAULT_BUDGET_MINUTES, format_report, run_training
+
+    budgets = args.budget_minutes or list(DEFAULT_BUDGET_MINUTES)
+    if min(budgets) <= 0 or args.seeds < 1 or args.epochs < 2 or args.concurrency < 1:
+        print(
+            "l2l: --budget-minutes must be positive, --seeds and --concurrency at least 1, "
+            "--epochs at least 2 (early stopping's first rung is at 1)",
+            file=sys.stderr,
+        )
+        return 2
+    document = run_training(
+        contenders=args.contender or ["l2l", "l2l_asha", "kt_hyperband", "tune_asha_optuna"],
+        seeds=args.seeds,
+        budget_minutes=budgets,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        concurrency=args.concurrency,
+        log=lambda line: print(line, flush=True),
+        checkpoint=lambda document: _write_json(args.out, document),
+    )
+    _write_json(args.out, document)
+    print(format_report(document))
+    return 0 if not any("error" in run for run in document["runs"]) else 1
 
 
 def _write_json(path: str | None, document: dict[str, Any]) -> None:

@@ -133,8 +133,14 @@ def _summarise(run: dict[str, Any], slots: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _l2l_service(concurrency: int) -> Iterator[tuple[Any, Any, Any, Any]]:
-    """``l2l serve --no-controller`` in its own process, and this process's job loop on Ray."""
+def l2l_service(
+    concurrency: int, team_limits: dict[str, Any] | None = None
+) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """``l2l serve --no-controller`` in its own process, and this process's job loop on Ray.
+
+    Yields (store, settings, team, executor); ``team_limits`` are the team's own limits
+    (e.g. ``max_trials_per_job`` above the default for a search stopped by a clock).
+    """
     from l2l.loop import JobLoop
     from l2l.service.jobs import create_team
     from l2l.settings import Settings
@@ -142,7 +148,7 @@ def _l2l_service(concurrency: int) -> Iterator[tuple[Any, Any, Any, Any]]:
     from l2l.worker.ray_executor import RayExecutor
 
     folder = Path(tempfile.mkdtemp(prefix="l2l-overhead-"))
-    port = _free_port()
+    port = free_port()
     url = f"sqlite:///{folder / 'l2l.db'}"
     env = {**os.environ, "L2L_DATABASE_URL": url, "L2L_DATA_DIR": str(folder), "L2L_SERVE__ENABLED": "false"}
     server = subprocess.Popen(
@@ -155,12 +161,13 @@ def _l2l_service(concurrency: int) -> Iterator[tuple[Any, Any, Any, Any]]:
     stop = threading.Event()
     driver = None
     try:
-        _wait_for_server(f"http://127.0.0.1:{port}/health", server)
+        # /health/live: /health answers 503 until a controller beats, and ours starts below.
+        _wait_for_server(f"http://127.0.0.1:{port}/health/live", server)
         settings = Settings(data_dir=folder, database_url=url, api={"port": port})
         store = Store(url)
-        team, _ = create_team(store, "bench")
+        team, _ = create_team(store, "bench", team_limits)
         os.environ.update(THREAD_ENV)
-        _start_ray(concurrency)  # the executor joins it
+        start_ray(concurrency)  # the executor joins it
         executor = RayExecutor(idle_seconds=600)
         loop = JobLoop(store, executor, settings)
         driver = threading.Thread(target=loop.run, args=(stop,), daemon=True)
@@ -216,7 +223,7 @@ def _l2l(trials: int, concurrency: int, epochs: int) -> dict[str, Any]:
         "seed": 0,
         "budget": {"trials": concurrency, "concurrency": concurrency, "epochs": epochs},
     }
-    with _l2l_service(concurrency) as (store, settings, team, _):
+    with l2l_service(concurrency) as (store, settings, team, _):
         started = time.monotonic()
         _run_job(store, settings, team, spec)  # warms the workers: the framework's import
         first = time.monotonic() - started
@@ -233,7 +240,7 @@ def _l2l_noop(trials: int, concurrency: int) -> dict[str, Any]:
         "seed": 0,
         "budget": {"trials": concurrency, "concurrency": concurrency, "epochs": 1},
     }
-    with _l2l_service(concurrency) as (store, settings, team, _):
+    with l2l_service(concurrency) as (store, settings, team, _):
         _run_job(store, settings, team, spec)
         spec["budget"] = {**spec["budget"], "trials": trials}
         return _ends_and_fits(store, _run_job(store, settings, team, spec))
@@ -290,7 +297,7 @@ def _tune(
     from ray import tune
 
     folder = Path(tempfile.mkdtemp(prefix="l2l-overhead-tune-"))
-    _start_ray(concurrency)
+    start_ray(concurrency)
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": 1}),
@@ -313,7 +320,7 @@ def _tune(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _start_ray(cpus: int, tries: int = 3) -> None:
+def start_ray(cpus: int, tries: int = 3) -> None:
     """``ray.init`` for a contender; a loaded machine sometimes misses Ray's start-up timeout."""
     import ray
 
@@ -400,7 +407,7 @@ _RUNNERS: dict[str, Callable[[int, int, int], dict[str, Any]]] = {
 # -- helpers and the report ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:

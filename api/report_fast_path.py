@@ -29,14 +29,12 @@ from api.schemas import ReportAccepted, TrialPublic, TrialReport
 from l2l.service import jobs as service
 from l2l.service.step_writer import StepWriter
 from l2l.store import NotFound, StorageError
+from l2l.store.conversions import MAX_ID
 
 log = logging.getLogger(__name__)
 
 #: A report is a handful of numbers; a body bigger than this goes the slow way (and its limits).
 MAX_BODY = 64 * 1024
-
-#: The largest id the databases store (a bigger one goes to the route, which refuses it its way).
-MAX_ID = 2**63 - 1
 
 _JSON = [(b"content-type", b"application/json")]
 
@@ -78,6 +76,7 @@ def _report_trial_id(scope: Scope) -> int | None:
     if not (path.startswith("/trials/") and path.endswith("/report")):
         return None
     text = path[len("/trials/") : -len("/report")]
+    # A bigger id than the databases hold goes to the route, which refuses it its way.
     if not (text.isascii() and text.isdigit()) or int(text) > MAX_ID:
         return None
     return int(text)

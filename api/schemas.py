@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from l2l.service.jobspec import JobSpec
+from l2l.store.conversions import MAX_ID
 from l2l.store.records import DatasetRecord, FinalModelRecord, GraphRecord, JobRecord, TrialRecord
 from l2l.store.states import JobState, TrialState
 
@@ -192,7 +193,7 @@ class TrialReport(BaseModel):
     )
     # The bound is the databases' 64-bit integer: a larger step could not be stored.
     step: int | None = Field(
-        default=None, ge=0, le=2**63 - 1, description="The epoch of an intermediate report."
+        default=None, ge=0, le=MAX_ID, description="The epoch of an intermediate report."
     )
     final: bool = Field(default=False, description="True for the last report, which carries the reward.")
 

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from l2l.placement.calibration import LinkEstimate, calibrated_cluster, calibrated_graph, fit_link
 from l2l.placement.graph import Op, OpGraph
-from l2l.placement.realstep import CHECK_MODELS, check_placements, layer_placement, op_placement
+from l2l.placement.realstep import (
+    CHECK_MODELS,
+    _check_cluster,
+    calibrated_simulator,
+    check_placements,
+    layer_placement,
+    op_placement,
+    report_from_dict,
+    report_kinds,
+)
+from l2l.placement.simulator import Simulator
+
+RECORDED = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "results"
 
 
 def _small_model(keras):
@@ -53,6 +67,25 @@ def test_calibrated_graph_divides_a_layer_time_among_its_ops_by_flops() -> None:
     assert sum(seconds[1:4]) == pytest.approx(0.4)
     assert seconds[4] == pytest.approx(0.1)
     assert graph.backward_factor == pytest.approx((0.8 + 0.3) / (0.4 + 0.1))
+    backward = [op.backward_seconds.get("cpu") for op in graph.ops]
+    assert backward[1:4] == pytest.approx([0.2, 0.2, 0.4]) and backward[4] == pytest.approx(0.3)
+
+
+def test_each_device_kind_keeps_its_own_backward_time() -> None:
+    # A GPU and the host CPU differ in backward/forward ratio: one factor per graph would
+    # charge one of them the other's ratio.
+    graph = calibrated_graph(_hand_graph(), {"lstm": (0.4, 0.4), "head": (0.1, 0.1)}, "gpu")
+    graph = calibrated_graph(graph, {"lstm": (4.0, 12.0), "head": (1.0, 3.0)}, "cpu")
+    cluster = _check_cluster(
+        ["gpu", "cpu"], {"gpu": 1e12, "cpu": 1e10}, LinkEstimate(0, 1e15), LinkEstimate(0, 1e15)
+    )
+    simulator = Simulator(graph, cluster)
+
+    on_gpu = simulator.simulate(np.zeros(len(graph), dtype=np.int64)).step_time
+    on_cpu = simulator.simulate(np.ones(len(graph), dtype=np.int64)).step_time
+    assert on_gpu == pytest.approx(0.4 + 0.1 + 0.4 + 0.1)
+    assert on_cpu == pytest.approx(4.0 + 1.0 + 12.0 + 3.0)
+    assert OpGraph.from_json(graph.to_json()).ops[1].backward_seconds == graph.ops[1].backward_seconds
 
 
 def test_calibrated_graph_sums_to_the_layer_time_on_an_unrolled_keras_graph() -> None:
@@ -100,6 +133,7 @@ def test_layer_placements() -> None:
     assert list(layer_placement("round_robin", layers, 3, seconds).values()) == [0, 1, 2, 0]
     assert list(layer_placement("contiguous", layers, 2, seconds).values()) == [0, 1, 1, 1]  # by time
     assert layer_placement([1, 0, 1, 0], layers, 2, seconds)["c"] == 1
+    assert layer_placement("all:1", layers, 2, seconds) == dict.fromkeys(layers, 1)
     with pytest.raises(ValueError, match="one device per layer"):
         layer_placement([0, 1], layers, 2, seconds)
     with pytest.raises(ValueError, match=r"in \[0, 2\)"):
@@ -132,3 +166,33 @@ def test_real_steps_on_two_virtual_devices() -> None:
             )
     assert set(results[0].placement.values()) == {0}
     assert set(results[1].placement.values()) == {0, 1}
+
+
+def _recorded_reports(name: str) -> list:
+    return [report_from_dict(json.loads(line)) for line in (RECORDED / name).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", ["placement_check_h200_gpu_cpu.jsonl", "placement_check_h200_cpu4.jsonl"])
+def test_the_recorded_gpu_machine_measurements_are_predicted_again_from_their_calibration(name) -> None:
+    """The measurements taken on the GPU machine (docs/benchmarks/placement.md), re-predicted
+    here from their recorded calibration: the simulator still gives what the table quotes."""
+    keras = pytest.importorskip("keras")
+    from l2l.placement.keras_graph import graph_from_keras
+
+    reports = _recorded_reports(name)
+    assert {r.model for r in reports} == {"mlp", "cnn", "lstm", "nmt", "towers"}
+    for report in reports:
+        keras.utils.set_random_seed(0)
+        graph = graph_from_keras(CHECK_MODELS[report.model].build(), report.batch_size, unroll=False)
+        link = LinkEstimate(report.latency_s, report.bandwidth_bytes_per_s)
+        reverse = LinkEstimate(report.reverse_latency_s, report.reverse_bandwidth_bytes_per_s)
+        graph, simulator = calibrated_simulator(
+            graph,
+            report.layer_seconds_by_kind or {"cpu": report.layer_seconds},
+            report_kinds(report),
+            link,
+            reverse,
+        )
+        for result in report.results:
+            predicted = simulator.simulate(op_placement(graph, result.placement)).step_time
+            assert predicted == pytest.approx(result.predicted_s, rel=1e-6), (report.model, result.name)

@@ -103,6 +103,12 @@ def add_bench_parser(commands: Any) -> None:
         "--model", default="mlp", help="a check model: mlp, cnn, lstm, towers, tiny (default mlp)"
     )
     check.add_argument("--devices", type=int, default=4, help="virtual CPU devices (default 4)")
+    check.add_argument(
+        "--hardware",
+        choices=("cpu", "gpu+cpu"),
+        default="cpu",
+        help="cpu: --devices virtual CPU devices; gpu+cpu: the first GPU and the host CPU",
+    )
     check.add_argument("--steps", type=int, default=20, help="timed steps per placement (default 20)")
     match = which.add_parser(
         "match",
@@ -204,7 +210,7 @@ def run_bench(args: argparse.Namespace) -> int:
         from l2l.placement.realstep import format_report, run_check
 
         try:
-            report = run_check(args.model, devices=args.devices, steps=args.steps)
+            report = run_check(args.model, devices=args.devices, steps=args.steps, hardware=args.hardware)
         except ValueError as error:
             print(f"l2l: {error}", file=sys.stderr)
             return 2

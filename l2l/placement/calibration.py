@@ -10,9 +10,9 @@ hand and writes them into the plain data the simulator reads:
   functions :mod:`l2l.placement.realstep` runs, so calibration and the real check agree on
   what a layer costs. Under TensorFlow the backward is timed as "forward with a gradient
   tape, then the gradient" minus the plain forward.
-* :func:`calibrated_graph` writes those times into ``Op.seconds[kind]`` and sets the
-  graph's ``backward_factor`` to the measured overall ratio (the simulator has one factor
-  per graph, so per-layer ratios are averaged, weighted by time).
+* :func:`calibrated_graph` writes those times into ``Op.seconds[kind]`` and
+  ``Op.backward_seconds[kind]``, per device kind (a GPU and the host CPU differ in their
+  backward/forward ratio as well as in speed).
 * :func:`measure_link` fits ``latency + bytes / bandwidth`` to timed copies between two
   JAX devices; :func:`calibrated_cluster` builds a uniform cluster from it.
 * :func:`measure_parallelism` measures how many virtual devices a host runs at once: the
@@ -344,13 +344,14 @@ def _tensorflow_measure(layer: Any, inputs: list[np.ndarray], repeats: int, warm
 def calibrated_graph(
     graph: OpGraph, layer_seconds: Mapping[str, tuple[float, float]], device_kind: str
 ) -> OpGraph:
-    """``graph`` with measured forward seconds for ``device_kind`` on the ops of measured layers.
+    """``graph`` with measured forward and backward seconds for ``device_kind`` on the ops of
+    measured layers.
 
-    A layer's forward time is divided among its ops in proportion to their FLOPs (evenly if
-    they have none), so the ops of a layer split per time step sum to the layer's time. Ops
-    of layers not in ``layer_seconds`` (e.g. the model's inputs) keep what they had. The
-    graph's ``backward_factor`` becomes total backward / total forward seconds over the
-    measured layers of the graph.
+    A layer's times are divided among its ops in proportion to their FLOPs (evenly if they
+    have none), so the ops of a layer split per time step sum to the layer's time. Ops of
+    layers not in ``layer_seconds`` (e.g. the model's inputs) keep what they had. The graph's
+    ``backward_factor`` (used only for ops with no measured backward) becomes total backward /
+    total forward seconds over the measured layers of the graph.
     """
     ops_of_layer: dict[str, list[int]] = {}
     for i, op in enumerate(graph.ops):
@@ -362,12 +363,16 @@ def calibrated_graph(
         )
     ops = list(graph.ops)
     for layer in measured:
-        forward = float(layer_seconds[layer][0])
+        forward, backward = (float(t) for t in layer_seconds[layer][:2])
         indices = ops_of_layer[layer]
         flops = np.array([graph.ops[i].flops for i in indices], dtype=float)
         shares = flops / flops.sum() if flops.sum() > 0 else np.full(len(indices), 1.0 / len(indices))
         for i, share in zip(indices, shares, strict=True):
-            ops[i] = replace(ops[i], seconds={**ops[i].seconds, device_kind: forward * float(share)})
+            ops[i] = replace(
+                ops[i],
+                seconds={**ops[i].seconds, device_kind: forward * float(share)},
+                backward_seconds={**ops[i].backward_seconds, device_kind: backward * float(share)},
+            )
     total_forward = sum(float(layer_seconds[layer][0]) for layer in measured)
     total_backward = sum(float(layer_seconds[layer][1]) for layer in measured)
     factor = total_backward / total_forward if total_forward > 0 else graph.backward_factor

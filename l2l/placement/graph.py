@@ -43,6 +43,10 @@ class Op:
     kind: str = ""
     #: Measured forward seconds per device kind (from calibration); overrides FLOPs / speed.
     seconds: Mapping[str, float] = field(default_factory=dict)
+    #: Measured backward seconds per device kind (gradient and update); where a kind has none,
+    #: the backward is the graph's ``backward_factor`` times the forward. Kept per kind because
+    #: the ratio differs between devices (a GPU and the host CPU measured in one calibration).
+    backward_seconds: Mapping[str, float] = field(default_factory=dict)
     #: Bytes of recurrent state the op hands the next op of its own layer besides its output
     #: (an LSTM step's cell state); copied when the two steps run on different devices.
     state_bytes: int = 0
@@ -105,6 +109,8 @@ class OpGraph:
                 entry["kind"] = op.kind
             if op.seconds:
                 entry["seconds"] = dict(op.seconds)
+            if op.backward_seconds:
+                entry["backward_seconds"] = dict(op.backward_seconds)
             if op.state_bytes:
                 entry["state_bytes"] = op.state_bytes
             ops.append(entry)
@@ -148,6 +154,9 @@ class OpGraph:
                         layer=str(raw.get("layer", "")),
                         kind=str(raw.get("kind", "")),
                         seconds={str(k): float(v) for k, v in dict(raw.get("seconds", {})).items()},
+                        backward_seconds={
+                            str(k): float(v) for k, v in dict(raw.get("backward_seconds", {})).items()
+                        },
                         state_bytes=int(raw.get("state_bytes", 0)),
                     )
                 )
@@ -220,6 +229,6 @@ def _validate(graph: OpGraph) -> None:
         for j in op.inputs:
             if not 0 <= j < i:
                 raise GraphError(f"op {op.name!r} reads op #{j}; ops must be in topological order")
-        for kind, seconds in op.seconds.items():
+        for kind, seconds in (*op.seconds.items(), *op.backward_seconds.items()):
             if not seconds >= 0:
                 raise GraphError(f"op {op.name!r}: seconds on {kind!r} must be >= 0")

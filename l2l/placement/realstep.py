@@ -48,6 +48,9 @@ import numpy as np
 
 #: Placement strategies over a model's layers (topological order), resolved in the subprocess.
 STRATEGIES = ("single", "round_robin", "contiguous")
+#: What the devices are: ``cpu`` is N virtual CPU devices of the host; ``gpu+cpu`` is the first
+#: GPU (device 0) and the host CPU (device 1), a real heterogeneous pair.
+HARDWARE = ("cpu", "gpu+cpu")
 _REPORT_PREFIX = "REALSTEP_REPORT "
 #: Calibrations taken in the real check, alternating with its steps (see run_in_this_process).
 ROUNDS = 4
@@ -79,7 +82,7 @@ class CheckReport:
     model: str
     devices: int
     batch_size: int
-    #: Fitted link between two virtual devices.
+    #: Fitted link from device 0 to device 1 (both directions alike on virtual CPU devices).
     latency_s: float
     bandwidth_bytes_per_s: float
     #: Measured backward / forward seconds over the whole model.
@@ -90,6 +93,13 @@ class CheckReport:
     #: topological order (the order of a placement given as a list).
     layer_seconds: dict[str, tuple[float, float]]
     results: list[CheckResult]
+    #: One of :data:`HARDWARE`.
+    hardware: str = "cpu"
+    #: Per device kind, layer -> (forward, backward) seconds (``gpu+cpu`` measures both kinds).
+    layer_seconds_by_kind: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    #: Fitted link from device 1 back to device 0.
+    reverse_latency_s: float = 0.0
+    reverse_bandwidth_bytes_per_s: float = float("inf")
 
 
 # ---------------------------------------------------------------- parent side
@@ -103,10 +113,11 @@ def check_placements(
     *,
     steps: int = 20,
     timeout: float = 900.0,
+    hardware: str = "cpu",
 ) -> list[CheckResult]:
     """Predicted and measured step times of each placement of a check model (see :func:`run_check`)."""
     return run_check(
-        model_name, placements_by_name, devices, batch_size, steps=steps, timeout=timeout
+        model_name, placements_by_name, devices, batch_size, steps=steps, timeout=timeout, hardware=hardware
     ).results
 
 
@@ -118,8 +129,10 @@ def run_check(
     *,
     steps: int = 20,
     timeout: float = 900.0,
+    hardware: str = "cpu",
 ) -> CheckReport:
-    """Run the check in a fresh Python (``sys.executable``) with ``devices`` virtual CPU devices.
+    """Run the check in a fresh Python (``sys.executable``) with ``devices`` virtual CPU devices
+    (``hardware="gpu+cpu"``: the first GPU and the host CPU; ``devices`` is then 2).
 
     A placement is a strategy name (one of :data:`STRATEGIES`), a device per layer in the
     order of the report's ``layer_seconds`` (the graph's topological order, input layers
@@ -130,12 +143,19 @@ def run_check(
     if model_name not in CHECK_MODELS:
         raise ValueError(f"unknown check model {model_name!r}; known: {', '.join(CHECK_MODELS)}")
     placements = dict(placements_by_name) if placements_by_name is not None else {s: s for s in STRATEGIES}
-    flags = f"--model {model_name} --devices {devices} --steps {steps} --json".split()
+    if hardware not in HARDWARE:
+        raise ValueError(f"unknown hardware {hardware!r}; known: {', '.join(HARDWARE)}")
+    devices = 2 if hardware == "gpu+cpu" else devices
+    flags = f"--model {model_name} --devices {devices} --steps {steps} --hardware {hardware} --json".split()
     command = [sys.executable, "-m", "l2l.placement.realstep", *flags, "--placements", json.dumps(placements)]
     if batch_size is not None:
         command += ["--batch-size", str(batch_size)]
     completed = subprocess.run(
-        command, env=subprocess_environment(devices), capture_output=True, text=True, timeout=timeout
+        command,
+        env=subprocess_environment(devices, hardware),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith(_REPORT_PREFIX)]
     if completed.returncode != 0 or not lines:
@@ -146,17 +166,21 @@ def run_check(
     return report_from_dict(json.loads(lines[-1][len(_REPORT_PREFIX) :]))
 
 
-def subprocess_environment(devices: int) -> dict[str, str]:
-    """This process's environment with JAX on ``devices`` virtual CPU devices and Keras on JAX."""
+def subprocess_environment(devices: int, hardware: str = "cpu") -> dict[str, str]:
+    """This process's environment with JAX on ``devices`` virtual CPU devices (or, for
+    ``gpu+cpu``, the GPU and one host CPU device) and Keras on JAX."""
     env = dict(os.environ)
     flags = [
         f
         for f in env.get("XLA_FLAGS", "").split()
         if not f.startswith("--xla_force_host_platform_device_count")
     ]
-    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])
+    cpu_devices = 1 if hardware == "gpu+cpu" else devices
+    env["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={cpu_devices}"])
     env["KERAS_BACKEND"] = "jax"
-    env["JAX_PLATFORMS"] = "cpu"
+    env["JAX_PLATFORMS"] = "cuda,cpu" if hardware == "gpu+cpu" else "cpu"
+    if hardware == "gpu+cpu":  # the GPU's memory on demand: the step's arrays are small
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
     env["TF_CPP_MIN_LOG_LEVEL"] = env.get("TF_CPP_MIN_LOG_LEVEL", "2")
     root = str(Path(__file__).resolve().parents[2])  # the checkout, in case l2l is not installed
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
@@ -164,9 +188,19 @@ def subprocess_environment(devices: int) -> dict[str, str]:
 
 
 def report_from_dict(data: Mapping[str, Any]) -> CheckReport:
+    def pairs(seconds: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
+        return {k: (float(v[0]), float(v[1])) for k, v in seconds.items()}
+
     results = [CheckResult(**r) for r in data["results"]]
-    layer_seconds = {k: (float(v[0]), float(v[1])) for k, v in data["layer_seconds"].items()}
-    return CheckReport(**{**data, "results": results, "layer_seconds": layer_seconds})
+    by_kind = {kind: pairs(seconds) for kind, seconds in data.get("layer_seconds_by_kind", {}).items()}
+    return CheckReport(
+        **{
+            **data,
+            "results": results,
+            "layer_seconds": pairs(data["layer_seconds"]),
+            "layer_seconds_by_kind": by_kind,
+        }
+    )
 
 
 # ---------------------------------------------------------------- check models
@@ -202,15 +236,35 @@ def _cnn() -> Any:
     return keras.Model(inputs, L.Dense(10, name="logits")(x), name="cnn")
 
 
+# The LSTMs do not use cuDNN: under JAX with a GPU present Keras would pick the cuDNN kernel,
+# which has no CPU implementation, so a layer placed on the host CPU could not run.
 def _lstm() -> Any:
     import keras
 
     L = keras.layers
     inputs = keras.Input((20,), dtype="int32", name="tokens")
     x = L.Embedding(1000, 128, name="embedding")(inputs)
-    x = L.LSTM(256, return_sequences=True, name="lstm0")(x)
-    x = L.LSTM(256, return_sequences=True, name="lstm1")(x)
+    x = L.LSTM(256, return_sequences=True, use_cudnn=False, name="lstm0")(x)
+    x = L.LSTM(256, return_sequences=True, use_cudnn=False, name="lstm1")(x)
     return keras.Model(inputs, L.Dense(1000, name="softmax")(x), name="lstm")
+
+
+def _nmt() -> Any:
+    """A small attention translator: an encoder and a decoder LSTM, dot attention, a softmax."""
+    import keras
+
+    L = keras.layers
+    source = keras.Input((20,), dtype="int32", name="source")
+    target = keras.Input((20,), dtype="int32", name="target")
+    encoded = L.Embedding(1000, 128, name="source_embedding")(source)
+    encoded = L.LSTM(256, return_sequences=True, use_cudnn=False, name="encoder0")(encoded)
+    encoded = L.LSTM(256, return_sequences=True, use_cudnn=False, name="encoder1")(encoded)
+    decoded = L.Embedding(1000, 128, name="target_embedding")(target)
+    decoded = L.LSTM(256, return_sequences=True, use_cudnn=False, name="decoder0")(decoded)
+    decoded = L.LSTM(256, return_sequences=True, use_cudnn=False, name="decoder1")(decoded)
+    context = L.Attention(name="attention")([decoded, encoded])
+    x = L.Concatenate(name="attended")([decoded, context])
+    return keras.Model([source, target], L.Dense(1000, name="softmax")(x), name="nmt")
 
 
 def _towers() -> Any:
@@ -236,6 +290,9 @@ CHECK_MODELS: dict[str, CheckModel] = {
     ),
     "cnn": CheckModel(_cnn, 32, "4 conv layers on 32x32x3 images, 2 pools, 2 dense"),
     "lstm": CheckModel(_lstm, 32, "language model: embedding, 2 LSTM(256) over 20 steps, softmax over 1000"),
+    "nmt": CheckModel(
+        _nmt, 32, "translator: 2+2 LSTM(256) layers over 20 steps, attention, softmax over 1000"
+    ),
     "towers": CheckModel(_towers, 128, "a dense stem, 4 parallel towers of 3 dense layers, a head"),
     "tiny": CheckModel(partial(_dense_stack, "tiny", 64, 128, 3, 8), 16, "4 small dense layers (tests)"),
 }
@@ -250,10 +307,13 @@ def layer_placement(
     n_devices: int,
     layer_seconds: Mapping[str, tuple[float, float]],
 ) -> dict[str, int]:
-    """A device per layer from a strategy name, a list (in ``layers`` order) or a mapping."""
+    """A device per layer from a strategy name (or ``all:K``, every layer on device K), a list
+    (in ``layers`` order) or a mapping."""
     if isinstance(spec, str):
         if spec == "single":
             devices = [0] * len(layers)
+        elif spec.startswith("all:") and spec[4:].isdigit():  # every layer on one named device
+            devices = [int(spec[4:])] * len(layers)
         elif spec == "round_robin":
             devices = [i % n_devices for i in range(len(layers))]
         elif spec == "contiguous":
@@ -651,46 +711,52 @@ def measure_hop_link(devices: Sequence[Any], *, repeats: int = 9) -> Any:
 
 
 def run_in_this_process(
-    model_name: str, placements: Mapping[str, Any], n_devices: int, batch_size: int | None, steps: int
+    model_name: str,
+    placements: Mapping[str, Any],
+    n_devices: int,
+    batch_size: int | None,
+    steps: int,
+    hardware: str = "cpu",
 ) -> CheckReport:
-    """The check itself; needs JAX with ``n_devices`` CPU devices and Keras on JAX (see :func:`main`)."""
-    import jax
+    """The check itself; needs Keras on JAX and the devices of ``hardware`` (see :func:`main`)."""
     import keras
 
     from l2l.placement.calibration import (
         LayerSeconds,
         LinkEstimate,
-        calibrated_cluster,
-        calibrated_graph,
-        effective_flops,
         measure_layer_seconds,
         measure_parallelism,
     )
     from l2l.placement.keras_graph import graph_from_keras
-    from l2l.placement.simulator import Simulator
 
     if keras.backend.backend() != "jax":
         raise RuntimeError("the real check needs KERAS_BACKEND=jax set before Keras is imported")
-    devices = jax.devices("cpu")
-    if len(devices) < n_devices:
-        raise RuntimeError(
-            f"JAX sees {len(devices)} CPU devices, not {n_devices}: set "
-            f"XLA_FLAGS=--xla_force_host_platform_device_count={n_devices} before JAX is imported"
-        )
-    devices = devices[:n_devices]
+    devices, kinds = _check_devices(hardware, n_devices)
+    n_devices = len(devices)
+    # one device of each kind is calibrated; the others of its kind are assumed alike
+    calibrated_on = {kind: devices[kinds.index(kind)] for kind in dict.fromkeys(kinds)}
     recipe = CHECK_MODELS[model_name]
     batch_size = batch_size or recipe.batch_size
     keras.utils.set_random_seed(0)
     model = recipe.build()
 
+    def calibrate() -> dict[str, dict[str, Any]]:
+        return {
+            kind: measure_layer_seconds(model, batch_size, device=device)
+            for kind, device in calibrated_on.items()
+        }
+
     graph = graph_from_keras(model, batch_size, unroll=False)
-    first = measure_layer_seconds(model, batch_size, device=devices[0])
-    layers = [layer for layer in graph.layers if layer in first]  # the graph's topological order
+    first = calibrate()
+    layers = [layer for layer in graph.layers if layer in first[kinds[0]]]  # topological order
     placements_by_name = {
-        name: layer_placement(spec, layers, n_devices, first) for name, spec in placements.items()
+        name: layer_placement(spec, layers, n_devices, first[kinds[0]]) for name, spec in placements.items()
     }
     link = measure_hop_link(devices) if n_devices > 1 else None
-    parallelism = measure_parallelism(model, devices, batch_size) if n_devices > 1 else 1.0
+    reverse = measure_hop_link(devices[::-1]) if hardware == "gpu+cpu" else link
+    # how many devices' worth of work the host does at once means something only for alike devices
+    alike = len(calibrated_on) == 1
+    parallelism = measure_parallelism(model, devices, batch_size) if n_devices > 1 and alike else math.nan
 
     # Calibration and steps alternate over ROUNDS: other jobs on a shared host come and go, and
     # a calibration taken in a quiet minute would be compared with steps taken in a busy one.
@@ -702,7 +768,7 @@ def run_in_this_process(
             placed_models[name] = PlacedModel(model, placement, devices, batch_size, order=layers)
         for round_ in range(ROUNDS):
             if round_ > 0:
-                calibrations.append(measure_layer_seconds(model, batch_size, device=devices[0]))
+                calibrations.append(calibrate())
             share = steps // ROUNDS + (round_ < steps % ROUNDS)
             for name, seconds in interleaved_step_seconds(
                 placed_models, share, 3 if round_ == 0 else 0
@@ -711,29 +777,35 @@ def run_in_this_process(
     finally:
         for placed in placed_models.values():
             placed.close()
-    layer_seconds = {
-        layer: LayerSeconds(*np.median([calibration[layer] for calibration in calibrations], axis=0))
-        for layer in layers
+    seconds_by_kind = {
+        kind: {
+            layer: LayerSeconds(
+                *np.median([calibration[kind][layer] for calibration in calibrations], axis=0)
+            )
+            for layer in layers
+        }
+        for kind in calibrated_on
     }
-    graph = calibrated_graph(graph, layer_seconds, "cpu")
-    flops = effective_flops(graph, layer_seconds)
-    simulator = Simulator(
-        graph, calibrated_cluster(n_devices, "cpu", link or LinkEstimate(0.0, 1e15), flops=flops)
+    no_link = LinkEstimate(0.0, 1e15)
+    graph, simulator = calibrated_simulator(
+        graph, seconds_by_kind, kinds, link or no_link, reverse or no_link
     )
-    simulations = {
-        name: (placement, simulator.simulate(op_placement(graph, placement)))
-        for name, placement in placements_by_name.items()
-    }
     results = []
-    for name, (placement, simulation) in simulations.items():
+    for name, placement in placements_by_name.items():
+        simulation = simulator.simulate(op_placement(graph, placement))
         serial = sum(span.end - span.start for span in (*simulation.runs, *simulation.transfers))
         times = np.array(step_seconds[name])
         measured = float(np.median(times))
         spread = float(np.subtract(*np.percentile(times, [75, 25])) / measured)
         predicted = simulation.step_time
         error = abs(predicted - measured) / measured
-        contended = max(predicted, serial / max(parallelism, 1.0))  # below 1 is noise, not a speed
+        # below 1 is noise, not a speed; NaN (unlike devices) leaves the prediction as it is
+        contended = predicted if math.isnan(parallelism) else max(predicted, serial / max(parallelism, 1.0))
         results.append(CheckResult(name, predicted, measured, error, serial, contended, spread, placement))
+    by_kind = {
+        kind: {k: (v.forward, v.backward) for k, v in layer_seconds.items()}
+        for kind, layer_seconds in seconds_by_kind.items()
+    }
     return CheckReport(
         model=model_name,
         devices=n_devices,
@@ -742,15 +814,88 @@ def run_in_this_process(
         bandwidth_bytes_per_s=link.bandwidth if link else float("inf"),
         backward_factor=graph.backward_factor,
         parallelism=parallelism,
-        layer_seconds={k: (v.forward, v.backward) for k, v in layer_seconds.items()},
+        layer_seconds=by_kind[kinds[0]],
         results=results,
+        hardware=hardware,
+        layer_seconds_by_kind=by_kind,
+        reverse_latency_s=reverse.latency if reverse else 0.0,
+        reverse_bandwidth_bytes_per_s=reverse.bandwidth if reverse else float("inf"),
     )
+
+
+def _check_devices(hardware: str, n_devices: int) -> tuple[list[Any], list[str]]:
+    """The JAX devices of ``hardware`` and the kind of each."""
+    import jax
+
+    if hardware == "gpu+cpu":
+        try:
+            gpu = jax.devices("gpu")[0]
+        except RuntimeError as exc:
+            raise RuntimeError(f"the gpu+cpu check needs a GPU that JAX can see: {exc}") from None
+        return [gpu, jax.devices("cpu")[0]], ["gpu", "cpu"]
+    if hardware != "cpu":
+        raise ValueError(f"unknown hardware {hardware!r}; known: {', '.join(HARDWARE)}")
+    devices = jax.devices("cpu")
+    if len(devices) < n_devices:
+        raise RuntimeError(
+            f"JAX sees {len(devices)} CPU devices, not {n_devices}: set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={n_devices} before JAX is imported"
+        )
+    return devices[:n_devices], ["cpu"] * n_devices
+
+
+def calibrated_simulator(
+    graph: Any,
+    seconds_by_kind: Mapping[str, Mapping[str, tuple[float, float]]],
+    kinds: Sequence[str],
+    link: Any,
+    reverse: Any,
+) -> tuple[Any, Any]:
+    """The graph with measured seconds for each device kind, and a simulator of devices of
+    ``kinds`` joined by the measured links: what the check predicts from, and what a recorded
+    report is predicted from again (``tests/test_placement_calibration.py``)."""
+    from l2l.placement.calibration import calibrated_graph, effective_flops
+    from l2l.placement.simulator import Simulator
+
+    for kind, layer_seconds in seconds_by_kind.items():
+        graph = calibrated_graph(graph, layer_seconds, kind)
+    flops = {kind: effective_flops(graph, layer_seconds) for kind, layer_seconds in seconds_by_kind.items()}
+    return graph, Simulator(graph, _check_cluster(kinds, flops, link, reverse))
+
+
+def report_kinds(report: CheckReport) -> list[str]:
+    """The device kind of each device of a report's check."""
+    return ["gpu", "cpu"] if report.hardware == "gpu+cpu" else ["cpu"] * report.devices
+
+
+def _check_cluster(kinds: Sequence[str], flops: Mapping[str, float], link: Any, reverse: Any) -> Any:
+    """Devices of ``kinds`` joined by the measured links: ``link`` from a lower-numbered device
+    to a higher one, ``reverse`` the other way (a GPU's upload and download differ)."""
+    from l2l.placement.calibration import calibrated_cluster
+    from l2l.placement.cluster import Device, private_links_cluster
+
+    if len(set(kinds)) == 1:
+        return calibrated_cluster(len(kinds), kinds[0], link, flops=flops[kinds[0]])
+    devices = [Device(f"{kind}:{i}", kind, flops[kind], 2**40) for i, kind in enumerate(kinds)]
+    n = len(devices)
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    finite = [min(estimate.bandwidth, 1e15) for estimate in (link, reverse)]
+    bandwidth = np.where(upper, finite[0], finite[1])
+    latency = np.where(upper, link.latency, reverse.latency)
+    return private_links_cluster("-".join(kinds) + "-calibrated", devices, bandwidth, latency)
 
 
 def format_report(report: CheckReport) -> str:
     lines = [
-        f"model {report.model}, batch {report.batch_size}, {report.devices} virtual CPU devices; "
-        f"link {report.latency_s * 1e6:.0f} us + {report.bandwidth_bytes_per_s / 1e9:.2f} GB/s; "
+        f"model {report.model}, batch {report.batch_size}, "
+        + (
+            "GPU (device 0) + host CPU (device 1); "
+            f"link back {report.reverse_latency_s * 1e6:.0f} us + "
+            f"{report.reverse_bandwidth_bytes_per_s / 1e9:.2f} GB/s; "
+            if report.hardware == "gpu+cpu"
+            else f"{report.devices} virtual CPU devices; "
+        )
+        + f"link {report.latency_s * 1e6:.0f} us + {report.bandwidth_bytes_per_s / 1e9:.2f} GB/s; "
         f"backward/forward {report.backward_factor:.2f}; parallelism {report.parallelism:.2f}",
         f"{'placement':<14}{'predicted ms':>13}{'measured ms':>13}{'error':>8}{'spread':>8}"
         f"{'serial ms':>11}{'contended ms':>14}{'error':>8}",
@@ -770,6 +915,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--model", choices=sorted(CHECK_MODELS), required=True)
     parser.add_argument("--devices", type=int, default=4)
+    parser.add_argument("--hardware", choices=HARDWARE, default="cpu")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per placement (median)")
     parser.add_argument(
@@ -781,11 +927,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "jax" not in sys.modules and "keras" not in sys.modules:
         # run directly rather than through check_placements: still in time to choose
-        for key, value in subprocess_environment(args.devices).items():
+        for key, value in subprocess_environment(args.devices, args.hardware).items():
             if key != "PYTHONPATH":
                 os.environ[key] = value
     report = run_in_this_process(
-        args.model, json.loads(args.placements), args.devices, args.batch_size, args.steps
+        args.model, json.loads(args.placements), args.devices, args.batch_size, args.steps, args.hardware
     )
     if args.json:
         print(_REPORT_PREFIX + json.dumps(asdict(report)), flush=True)

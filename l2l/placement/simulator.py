@@ -296,7 +296,7 @@ def _compute_seconds(graph: OpGraph, cluster: Cluster) -> tuple[np.ndarray, np.n
             measured = op.seconds.get(device.kind)
             if measured is not None:
                 forward[i, d] = measured
-                backward[i, d] = graph.backward_factor * measured
+                backward[i, d] = op.backward_seconds.get(device.kind, graph.backward_factor * measured)
             elif op.flops > 0:  # an op with no work (an input) launches nothing
                 forward[i, d] = op.flops / device.flops + device.op_overhead
                 backward[i, d] = graph.backward_factor * op.flops / device.flops + device.op_overhead

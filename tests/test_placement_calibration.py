@@ -196,3 +196,17 @@ def test_the_recorded_gpu_machine_measurements_are_predicted_again_from_their_ca
         for result in report.results:
             predicted = simulator.simulate(op_placement(graph, result.placement)).step_time
             assert predicted == pytest.approx(result.predicted_s, rel=1e-6), (report.model, result.name)
+
+
+def test_the_fitted_task_cost_is_fitted_on_single_device_steps_and_tested_on_the_others() -> None:
+    pytest.importorskip("keras")
+    from l2l.placement.check_refit import held_out, ordered_pairs, task_overheads
+
+    for report in _recorded_reports("placement_check_h200_gpu_cpu.jsonl")[:2]:
+        overheads = task_overheads(report)
+        assert set(overheads) == {"gpu", "cpu"} and min(overheads.values()) >= 0
+        rows = held_out(report)
+        assert {row.placement for row in rows} == {"round_robin", "contiguous"}  # never fitted on
+        for row in rows:
+            assert row.refit_s >= row.predicted_s  # a cost added to every task never speeds a step
+        assert len(ordered_pairs(report)) == 6  # 4 placements

@@ -5,7 +5,12 @@
 #   2. the same check on 4 virtual CPU devices of a 16-core host;
 #   3. GPU packing: nb201_cell trials one at a time against packed (docs/benchmarks/gpu_packing.md),
 #      in what is left of DEADLINE seconds (default 540) from the start.
-# Keras, optree, namex and pydantic travel as wheels in .whl/ (see docs/benchmarks/gpu_packing.md);
+# Keras, optree, namex and pydantic travel as wheels in .whl/ (ignored by git), fetched here with
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#       keras==3.15.1 namex optree pydantic pydantic-core pydantic-settings annotated-types \
+#       typing-inspection python-dotenv
+# (the versions this project's venv has; the GPU machine's Python was 3.12);
 # results go to $OUT (default ./gpu-results). Each part has its own time limit, so one that
 # fails or hangs does not cost the others.
 set -u

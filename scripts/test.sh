@@ -38,7 +38,7 @@ fi
 # Tests share nothing but what xdist_group marks (a Ray cluster): every test makes its own
 # databases, folders and ports, so they spread over the workers; a group stays on one worker.
 status=0
-.venv/bin/python -m pytest -q -rs -n "${L2L_TEST_WORKERS:-auto}" --dist loadgroup "$@" || status=$?
+.venv/bin/python -m pytest -q -rfEs --durations=15 -n "${L2L_TEST_WORKERS:-auto}" --dist loadgroup "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure" >&2
   exit 1

@@ -33,23 +33,6 @@ TEST_BUILDERS = (
 )
 os.environ.setdefault("L2L_SECURITY__BUILDERS", TEST_BUILDERS)
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slow tests (and the Ray group, the longest) first, the rest in file order.
-
-    Under pytest-xdist the run ends when its last test does: a 100-second test handed out near
-    the end keeps one worker busy while the others idle. Started first, the long tests overlap
-    the many short ones (longest first is the classic rule for balancing such a queue).
-    """
-
-    def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("xdist_group"):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
-
-    items.sort(key=rank)  # stable: file order within each rank
-
-
 POSTGRES_ADMIN_URL = os.environ.get(
     "L2L_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -74,7 +74,6 @@ def test_planner_learns_more_than_chance_on_planted_chains():
     assert optimum < learned.step_time < 0.85 * chance.step_time
 
 
-@pytest.mark.slow
 def test_same_seed_same_placement():
     graph, four = planted(chains=2, length=4), cluster(2)
     runs = [
@@ -97,7 +96,6 @@ def test_search_starts_from_the_hints_and_never_ends_worse_than_them():
     assert math.isclose(sim.step_time(result.placement), result.step_time)
 
 
-@pytest.mark.slow
 def test_a_trained_placer_loads_on_a_bigger_graph_of_the_family():
     small, bigger, four = planted(length=4), planted(length=8), cluster()
     trained = search_placement(small, four, "hierarchical", options=SMALL, seed=0, max_samples=300)

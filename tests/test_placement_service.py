@@ -340,7 +340,6 @@ def test_a_placement_job_runs_and_its_placement_reproduces_its_step_time(
     assert late.status_code == 403
 
 
-@pytest.mark.slow
 def test_an_uploaded_keras_model_is_placed_by_layer_and_the_result_applies_to_it(
     store: Store, live: LiveServer, tmp_path: Path
 ) -> None:

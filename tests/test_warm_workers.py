@@ -62,7 +62,6 @@ def _drive(loop: JobLoop, job_id: int, seconds: float = 500, until: object = Non
             time.sleep(0.05)
 
 
-@pytest.mark.slow
 def test_a_crashed_worker_is_replaced_and_its_trial_retried(
     sqlite_store: Store, live: LiveServer, ray_executor: object
 ) -> None:

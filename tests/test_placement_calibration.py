@@ -14,12 +14,11 @@ from l2l.placement.graph import Op, OpGraph
 from l2l.placement.realstep import (
     CHECK_MODELS,
     _check_cluster,
-    calibrated_simulator,
     check_placements,
     layer_placement,
     op_placement,
+    recorded_simulator,
     report_from_dict,
-    report_kinds,
 )
 from l2l.placement.simulator import Simulator
 
@@ -176,23 +175,12 @@ def _recorded_reports(name: str) -> list:
 def test_the_recorded_gpu_machine_measurements_are_predicted_again_from_their_calibration(name) -> None:
     """The measurements taken on the GPU machine (docs/benchmarks/placement.md), re-predicted
     here from their recorded calibration: the simulator still gives what the table quotes."""
-    keras = pytest.importorskip("keras")
-    from l2l.placement.keras_graph import graph_from_keras
+    pytest.importorskip("keras")
 
     reports = _recorded_reports(name)
     assert {r.model for r in reports} == {"mlp", "cnn", "lstm", "nmt", "towers"}
     for report in reports:
-        keras.utils.set_random_seed(0)
-        graph = graph_from_keras(CHECK_MODELS[report.model].build(), report.batch_size, unroll=False)
-        link = LinkEstimate(report.latency_s, report.bandwidth_bytes_per_s)
-        reverse = LinkEstimate(report.reverse_latency_s, report.reverse_bandwidth_bytes_per_s)
-        graph, simulator = calibrated_simulator(
-            graph,
-            report.layer_seconds_by_kind or {"cpu": report.layer_seconds},
-            report_kinds(report),
-            link,
-            reverse,
-        )
+        graph, simulator = recorded_simulator(report)
         for result in report.results:
             predicted = simulator.simulate(op_placement(graph, result.placement)).step_time
             assert predicted == pytest.approx(result.predicted_s, rel=1e-6), (report.model, result.name)

@@ -100,12 +100,11 @@ def add_bench_parser(commands: Any) -> None:
         help="real multi-device training steps (JAX, virtual CPU devices) against the simulator's prediction",
     )
     check.add_argument(
-        "--model", default="mlp", help="a check model: mlp, cnn, lstm, towers, tiny (default mlp)"
+        "--model", default="mlp", help="a check model: mlp, cnn, lstm, nmt, towers, tiny (default mlp)"
     )
     check.add_argument("--devices", type=int, default=4, help="virtual CPU devices (default 4)")
     check.add_argument(
         "--hardware",
-        choices=("cpu", "gpu+cpu"),
         default="cpu",
         help="cpu: --devices virtual CPU devices; gpu+cpu: the first GPU and the host CPU",
     )

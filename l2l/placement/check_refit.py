@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from l2l.placement.calibration import LinkEstimate
 from l2l.placement.realstep import (
-    CHECK_MODELS,
     CheckReport,
-    calibrated_simulator,
+    hardware_kinds,
     op_placement,
+    recorded_simulator,
     report_from_dict,
-    report_kinds,
 )
 
 #: Tasks a layer adds to a step: its forward and its backward (with the update).
@@ -64,7 +62,7 @@ def read_reports(path: Path) -> list[CheckReport]:
 def task_overheads(report: CheckReport) -> dict[str, float]:
     """Per device kind, the seconds a task costs beyond its calibrated layer time, from the
     placements that keep every layer on one device of that kind (their mean, floored at 0)."""
-    kinds = report_kinds(report)
+    kinds = hardware_kinds(report.hardware, report.devices)
     tasks = TASKS_PER_LAYER * len(report.layer_seconds)
     gaps: dict[str, list[float]] = {}
     for result in report.results:
@@ -78,10 +76,6 @@ def task_overheads(report: CheckReport) -> dict[str, float]:
 def held_out(report: CheckReport) -> list[HeldOut]:
     """The placements of ``report`` that span several devices, predicted as recorded and again
     with each kind's fitted task cost added to every layer's forward and backward."""
-    import keras
-
-    from l2l.placement.keras_graph import graph_from_keras
-
     overheads = task_overheads(report)
     by_kind = report.layer_seconds_by_kind or {"cpu": report.layer_seconds}
     refit_seconds = {
@@ -91,11 +85,7 @@ def held_out(report: CheckReport) -> list[HeldOut]:
         }
         for kind, seconds in by_kind.items()
     }
-    keras.utils.set_random_seed(0)
-    graph = graph_from_keras(CHECK_MODELS[report.model].build(), report.batch_size, unroll=False)
-    link = LinkEstimate(report.latency_s, report.bandwidth_bytes_per_s)
-    reverse = LinkEstimate(report.reverse_latency_s, report.reverse_bandwidth_bytes_per_s)
-    refit_graph, refit = calibrated_simulator(graph, refit_seconds, report_kinds(report), link, reverse)
+    refit_graph, refit = recorded_simulator(report, refit_seconds)
     rows = []
     for result in report.results:
         if len(set(result.placement.values())) < 2:

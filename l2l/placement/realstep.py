@@ -143,9 +143,7 @@ def run_check(
     if model_name not in CHECK_MODELS:
         raise ValueError(f"unknown check model {model_name!r}; known: {', '.join(CHECK_MODELS)}")
     placements = dict(placements_by_name) if placements_by_name is not None else {s: s for s in STRATEGIES}
-    if hardware not in HARDWARE:
-        raise ValueError(f"unknown hardware {hardware!r}; known: {', '.join(HARDWARE)}")
-    devices = 2 if hardware == "gpu+cpu" else devices
+    devices = len(hardware_kinds(hardware, devices))  # also refuses an unknown hardware
     flags = f"--model {model_name} --devices {devices} --steps {steps} --hardware {hardware} --json".split()
     command = [sys.executable, "-m", "l2l.placement.realstep", *flags, "--placements", json.dumps(placements)]
     if batch_size is not None:
@@ -752,10 +750,11 @@ def run_in_this_process(
     placements_by_name = {
         name: layer_placement(spec, layers, n_devices, first[kinds[0]]) for name, spec in placements.items()
     }
-    link = measure_hop_link(devices) if n_devices > 1 else None
-    reverse = measure_hop_link(devices[::-1]) if hardware == "gpu+cpu" else link
-    # how many devices' worth of work the host does at once means something only for alike devices
+    # how many devices' worth of work the host does at once means something only for alike devices;
+    # unlike ones (a GPU's upload and download) get a link measured each way
     alike = len(calibrated_on) == 1
+    link = measure_hop_link(devices) if n_devices > 1 else None
+    reverse = link if alike else measure_hop_link(devices[::-1])
     parallelism = measure_parallelism(model, devices, batch_size) if n_devices > 1 and alike else math.nan
 
     # Calibration and steps alternate over ROUNDS: other jobs on a shared host come and go, and
@@ -827,21 +826,20 @@ def _check_devices(hardware: str, n_devices: int) -> tuple[list[Any], list[str]]
     """The JAX devices of ``hardware`` and the kind of each."""
     import jax
 
+    kinds = hardware_kinds(hardware, n_devices)
     if hardware == "gpu+cpu":
         try:
             gpu = jax.devices("gpu")[0]
         except RuntimeError as exc:
             raise RuntimeError(f"the gpu+cpu check needs a GPU that JAX can see: {exc}") from None
-        return [gpu, jax.devices("cpu")[0]], ["gpu", "cpu"]
-    if hardware != "cpu":
-        raise ValueError(f"unknown hardware {hardware!r}; known: {', '.join(HARDWARE)}")
+        return [gpu, jax.devices("cpu")[0]], kinds
     devices = jax.devices("cpu")
     if len(devices) < n_devices:
         raise RuntimeError(
             f"JAX sees {len(devices)} CPU devices, not {n_devices}: set "
             f"XLA_FLAGS=--xla_force_host_platform_device_count={n_devices} before JAX is imported"
         )
-    return devices[:n_devices], ["cpu"] * n_devices
+    return devices[:n_devices], kinds
 
 
 def calibrated_simulator(
@@ -863,9 +861,33 @@ def calibrated_simulator(
     return graph, Simulator(graph, _check_cluster(kinds, flops, link, reverse))
 
 
-def report_kinds(report: CheckReport) -> list[str]:
-    """The device kind of each device of a report's check."""
-    return ["gpu", "cpu"] if report.hardware == "gpu+cpu" else ["cpu"] * report.devices
+def hardware_kinds(hardware: str, n_devices: int) -> list[str]:
+    """The device kind of each device of ``hardware`` (``gpu+cpu`` is always two devices)."""
+    if hardware == "gpu+cpu":
+        return ["gpu", "cpu"]
+    if hardware != "cpu":
+        raise ValueError(f"unknown hardware {hardware!r}; known: {', '.join(HARDWARE)}")
+    return ["cpu"] * n_devices
+
+
+def recorded_simulator(
+    report: CheckReport, seconds_by_kind: Mapping[str, Mapping[str, tuple[float, float]]] | None = None
+) -> tuple[Any, Any]:
+    """The graph and simulator a recorded report predicted from, rebuilt from its calibration
+    (or from ``seconds_by_kind`` in its place): needs Keras, not the report's hardware."""
+    import keras
+
+    from l2l.placement.calibration import LinkEstimate
+    from l2l.placement.keras_graph import graph_from_keras
+
+    keras.utils.set_random_seed(0)
+    graph = graph_from_keras(CHECK_MODELS[report.model].build(), report.batch_size, unroll=False)
+    if seconds_by_kind is None:
+        seconds_by_kind = report.layer_seconds_by_kind or {"cpu": report.layer_seconds}
+    link = LinkEstimate(report.latency_s, report.bandwidth_bytes_per_s)
+    reverse = LinkEstimate(report.reverse_latency_s, report.reverse_bandwidth_bytes_per_s)
+    kinds = hardware_kinds(report.hardware, report.devices)
+    return calibrated_simulator(graph, seconds_by_kind, kinds, link, reverse)
 
 
 def _check_cluster(kinds: Sequence[str], flops: Mapping[str, float], link: Any, reverse: Any) -> Any:

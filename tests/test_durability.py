@@ -1,7 +1,8 @@
 """Nothing confirmed is lost: SIGKILL of every process of a real ``l2l serve``, then a restart.
 
 Jobs the API answered 201 and reports it answered 200 are all there afterwards, on SQLite
-and PostgreSQL; the jobs resume and each finishes its budget exactly, every trial told once.
+and PostgreSQL; the jobs resume and each finishes its budget exactly, every trial told once,
+proposals numbered on from the state saved before the kill.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def test_sigkill_of_everything_loses_nothing_confirmed_and_jobs_resume(
     reported = store.get_trial(trial.id)
     assert reported.state is TrialState.COMPLETED and reported.reward == 0.9
     told_before = {t.id for j in job_ids for t in store.list_trials(j)[0] if t.told}
+    created_before = {j: store.list_trials(j)[1] for j in job_ids}
+    asked_before = {j: (store.get_job(j).strategy_state or {}).get("next_id", 0) for j in job_ids}
     assert any(not store.get_job(j).state.is_finished() for j in job_ids), "nothing was cut mid-job"
 
     serve = ServeProcess(tmp_path, serve.port, database_url=url).start()
@@ -130,3 +133,7 @@ def test_sigkill_of_everything_loses_nothing_confirmed_and_jobs_resume(
         ]
         assert job.strategy_state is not None and job.strategy_state["next_id"] == TRIALS
         assert all(t.attempts == 1 for t in trials if t.id in told_before)  # not run again
+        # Proposals went on from the saved strategy state: the trials made before the kill hold
+        # proposals asked before it (trial numbers count from 1).
+        before = [t for t in trials if t.number <= created_before[job_id]]
+        assert all(t.proposal_id < asked_before[job_id] for t in before), (before, asked_before)

@@ -1,18 +1,12 @@
 """The real loop: real Ray workers train real Keras models and report over real HTTP.
 
-Also the restart test: the service (``l2l serve``: API + controller + embedded Ray) is
-killed in the middle of a job and started again; the job goes on where it was.
+(A killed ``l2l serve`` going on with its jobs where they were: tests/test_durability.py.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +23,8 @@ from l2l.settings import ServeSettings, Settings
 from l2l.store import Store
 from l2l.store.states import JobState, TrialState
 
-REPO = Path(__file__).resolve().parents[1]
-
-# Ray clusters, Ray Serve and `l2l serve` (whose predictor takes the default port): one at a time
-# under pytest-xdist (scripts/test.sh runs --dist loadgroup).
+# A Ray cluster and Ray Serve (whose predictor takes the default port): one at a time under
+# pytest-xdist (scripts/test.sh runs --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("ray")
 
 
@@ -142,44 +134,6 @@ def _check_predictions(server: LiveServer, settings: Settings, key: str, store: 
         stop_predictor()
 
 
-def _env(tmp_path: Path, port: int) -> dict[str, str]:
-    env = dict(
-        os.environ,
-        L2L_DATA_DIR=str(tmp_path),
-        L2L_API__PORT=str(port),
-        L2L_CONTROLLER__LEASE_SECONDS="3",
-        L2L_RAY__NUM_CPUS="2",
-        L2L_SERVE__ENABLED="false",  # no prediction service: the test that predicts starts its own
-    )
-    env.pop("L2L_DATABASE_URL", None)
-    return env
-
-
-def _serve(tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
-    env = _env(tmp_path, port)
-    log = open(tmp_path / f"serve-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives with the process
-    return subprocess.Popen(
-        [sys.executable, "-m", "l2l.client.cli", "serve"],
-        env=env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # one process group: the API, the controller and Ray's workers
-    )
-
-
-def _wait(condition: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if condition():  # type: ignore[operator]
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 def test_a_placement_job_runs_on_a_ray_worker(
     sqlite_store: Store, tmp_path: Path, ray_executor: object
 ) -> None:
@@ -209,71 +163,3 @@ def test_a_placement_job_runs_on_a_ray_worker(
         assert trial.reward is not None and trial.metrics["samples"] > 0
         document = httpx.get(f"{server.url}/jobs/{job.id}/placement", headers=auth).json()
         assert document["step_time"] == trial.metrics["step_time"] and len(document["placement"]) == 7
-
-
-def test_killed_service_resumes_the_job_where_it_was(tmp_path: Path) -> None:
-    port = free_port()
-    api = f"http://127.0.0.1:{port}"
-    made = subprocess.run(
-        [sys.executable, "-m", "l2l.client.cli", "admin", "create-team", "restarters"],
-        env=_env(tmp_path, port),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
-    server = _serve(tmp_path, port)
-    try:
-        _wait(lambda: httpx.get(f"{api}/health").status_code == 200, HANG_SECONDS, "the service to start")
-        spec = {
-            "dataset": "wine",
-            "space": "mlp",
-            "strategy": "evolution",
-            "budget": {"trials": 6, "concurrency": 2, "epochs": 2},
-            "seed": 5,
-            "final_model": False,  # the resume is the point, not the retraining after it
-        }
-        job_id = httpx.post(f"{api}/jobs", json=spec, headers=auth).json()["id"]
-        _wait(
-            lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["progress"]["completed"] >= 2,
-            HANG_SECONDS,
-            "two trials to complete",
-        )
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)  # no goodbye: the lease must run out
-        server.wait()
-
-    store = Store(f"sqlite:///{tmp_path / 'l2l.db'}")
-    before = store.get_job(job_id)
-    trials_before, created_before = store.list_trials(job_id)
-    assert before.state is JobState.RUNNING and created_before < 6
-    told_before = {t.id for t in trials_before if t.told}
-    asked_before = before.strategy_state["next_id"]  # type: ignore[index]
-
-    server = _serve(tmp_path, port)
-    try:
-        _wait(
-            lambda: httpx.get(f"{api}/jobs/{job_id}", headers=auth).json()["state"] == "completed",
-            HANG_SECONDS,
-            "the job to end",
-        )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the API, the controller and Ray's workers
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=60)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)  # whatever did not stop in time
-
-    after = store.get_job(job_id)
-    trials, total = store.list_trials(job_id)
-    assert after.state is JobState.COMPLETED and total == 6
-    assert all(t.state is TrialState.COMPLETED and t.told for t in trials), [
-        (t.state, t.error) for t in trials
-    ]
-    # Nothing counted twice or lost: one trial per proposal, proposals numbered on from the saved state.
-    assert sorted(t.proposal_id for t in trials) == list(range(6))
-    assert after.strategy_state is not None and after.strategy_state["next_id"] == 6
-    assert all(t.proposal_id < asked_before for t in trials if t.number <= created_before)  # from 1
-    # Trials that had finished before the kill were not run again.
-    assert all(t.attempts == 1 for t in trials if t.id in told_before)
-    store.dispose()

@@ -17,8 +17,16 @@ from l2l.placement.search import search_placement
 from l2l.placement.simulator import Simulator
 from l2l.placement.space import PlacementSpace
 
-# Small policies compile in seconds; the options every test here uses.
-SMALL = {"groups": 8, "hidden_size": 16, "batch_size": 16, "learning_rate": 0.02, "imitation_steps": 20}
+# Small policies as plain TensorFlow graphs (built in a second or two, where an XLA compile takes
+# ten): the options every test here uses. The learning test runs the default, XLA, path.
+SMALL = {
+    "groups": 8,
+    "hidden_size": 16,
+    "batch_size": 16,
+    "learning_rate": 0.02,
+    "imitation_steps": 20,
+    "xla": False,
+}
 
 
 def planted(chains: int = 4, length: int = 6) -> OpGraph:
@@ -68,7 +76,7 @@ def test_planner_finds_the_brute_force_optimum_the_baselines_miss():
 def test_planner_learns_more_than_chance_on_planted_chains():
     graph, four = planted(), cluster()
     optimum = Simulator(graph, four).step_time(np.arange(len(graph)) % 4)  # chain c on device c
-    options = {**SMALL, "try_hints": False, "start_from_baseline": False, "learning_rate": 0.005}
+    options = {**SMALL, "try_hints": False, "start_from_baseline": False, "learning_rate": 0.005, "xla": True}
     learned = search_placement(graph, four, "hierarchical", options=options, seed=1, max_samples=2500)
     chance = search_placement(graph, four, "random", seed=1, max_samples=2500)
     assert optimum < learned.step_time < 0.85 * chance.step_time

@@ -340,6 +340,9 @@ def test_a_placement_job_runs_and_its_placement_reproduces_its_step_time(
     assert late.status_code == 403
 
 
+# SQLite only: what this adds to the job tests above (on both databases) is the Keras file and the
+# code of the result, which a database does not change; each run costs twenty seconds of CPU.
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 def test_an_uploaded_keras_model_is_placed_by_layer_and_the_result_applies_to_it(
     store: Store, live: LiveServer, tmp_path: Path
 ) -> None:

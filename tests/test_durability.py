@@ -105,8 +105,9 @@ def test_sigkill_of_everything_loses_nothing_confirmed_and_jobs_resume(
     assert [p.step for p in store.trial_metrics(trial.id)] == list(range(REPORTS))
     reported = store.get_trial(trial.id)
     assert reported.state is TrialState.COMPLETED and reported.reward == 0.9
-    told_before = {t.id for j in job_ids for t in store.list_trials(j)[0] if t.told}
-    created_before = {j: store.list_trials(j)[1] for j in job_ids}
+    listed_before = {j: store.list_trials(j) for j in job_ids}  # (trials, how many were made)
+    told_before = {t.id for trials, _ in listed_before.values() for t in trials if t.told}
+    created_before = {j: made for j, (_, made) in listed_before.items()}
     asked_before = {j: (store.get_job(j).strategy_state or {}).get("next_id", 0) for j in job_ids}
     assert any(not store.get_job(j).state.is_finished() for j in job_ids), "nothing was cut mid-job"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import start_local_ray
 
 from search_spaces.spec import Choice, SearchSpace
 
@@ -40,7 +41,7 @@ def test_a_strategy_runs_as_a_ray_tune_searcher(tmp_path: Path) -> None:
     searcher = StrategySearcher(
         SPACE, strategy="reinforce", seed=0, options={"learning_rate": 0.01}, metric="score", mode="max"
     )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    start_local_ray()
     try:
         tuner = tune.Tuner(
             trainable,

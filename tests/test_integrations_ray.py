@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import start_local_ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Repeater, Searcher
 
@@ -59,14 +60,7 @@ def told(searcher: StrategySearcher) -> list[float | None]:
 def ray_instance() -> Iterator[None]:
     import ray
 
-    for attempt in range(3):  # a loaded machine can miss Ray's 30 s start-up deadline
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    start_local_ray()
     yield
     ray.shutdown()
 

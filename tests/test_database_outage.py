@@ -80,7 +80,7 @@ def test_the_controller_outlives_a_database_outage(
             while api_store.trial_counts(job_id)[TrialState.COMPLETED] < 2:
                 assert time.monotonic() < deadline, "the job did not get going"
                 time.sleep(0.1)
-            _outage(kind, tmp_path, proxy, noticed=lambda: loop.failed_passes > 0)
+            _outage(tmp_path, proxy, noticed=lambda: loop.failed_passes > 0)
             assert runner.is_alive(), "the controller died in the outage"
             deadline = time.monotonic() + HANG_SECONDS
             while not api_store.get_job(job_id).state.is_finished():
@@ -109,7 +109,7 @@ def test_the_controller_outlives_a_database_outage(
     api_store.dispose()
 
 
-def _outage(kind: str, tmp_path: Path, proxy: PausableProxy | None, noticed: Callable[[], bool]) -> None:
+def _outage(tmp_path: Path, proxy: PausableProxy | None, noticed: Callable[[], bool]) -> None:
     if proxy is not None:
         proxy.pause()
         try:

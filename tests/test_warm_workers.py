@@ -105,7 +105,7 @@ def test_a_worker_loads_its_dataset_once_for_all_its_trials(
     assert all(info["dataset_loads"] == 1 for info in workers), workers
     assert all(info["backend"] == "tensorflow" for info in workers), workers
     # Workers run at the service's own priority, not Ray's default niceness of 15, at which a busy
-    # host starves them (tests/test_warm_workers.py timed out under load before).
+    # host starves them (this file's tests timed out under load before).
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert all(os.getpriority(os.PRIO_PROCESS, info["pid"]) == ours for info in workers), workers
 

@@ -150,25 +150,12 @@ class LiveServer:
 
 
 def start_local_ray() -> None:
-    """``ray.init`` as a Tune user calls it, with two things a shared CI host needs: retries (a loaded
-    machine can miss Ray's 30 s start-up deadline) and workers at the test's own priority. Ray starts
-    its workers at niceness 15; beside four busy loops a six-trial Tune run took 4-5 minutes."""
-    import ray
+    """``ray.init`` as a Tune user calls it, through the benchmarks' start-up (it retries: a loaded
+    machine can miss Ray's 30 s deadline), with workers at the test's own priority. Ray starts its
+    workers at niceness 15; beside four busy loops a six-trial Tune run took 4-5 minutes."""
+    from l2l.bench.overhead import start_ray
 
-    for attempt in range(3):
-        try:
-            ray.init(
-                num_cpus=2,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-                runtime_env={"env_vars": {"RAY_worker_niceness": "0"}},
-            )
-            return
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    start_ray(2, env={"RAY_worker_niceness": "0"})
 
 
 # ------------------------------------------------------------------ a headless browser

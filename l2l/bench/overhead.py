@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -320,8 +320,9 @@ def _tune(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_ray(cpus: int, tries: int = 3) -> None:
-    """``ray.init`` for a contender; a loaded machine sometimes misses Ray's start-up timeout."""
+def start_ray(cpus: int, tries: int = 3, env: Mapping[str, str] = THREAD_ENV) -> None:
+    """``ray.init`` for a contender, its workers given ``env``; a loaded machine sometimes misses
+    Ray's start-up timeout, so it tries again."""
     import ray
 
     for attempt in range(tries):
@@ -330,7 +331,7 @@ def start_ray(cpus: int, tries: int = 3) -> None:
                 num_cpus=cpus,
                 include_dashboard=False,
                 log_to_driver=False,
-                runtime_env={"env_vars": THREAD_ENV},
+                runtime_env={"env_vars": dict(env)},
             )
             return
         except Exception:
